@@ -1,0 +1,38 @@
+# The README's commands. `make test` is what CI runs (.ci/run); `make up` is the first command on a
+# fresh machine. Both create .venv and install the project into it (editable) when needed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: up down test lint bench venv clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (torch 2.14.1 wheels on disk are cp311)"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# pytest exits non-zero (5) when it collects no tests, so an empty run fails too.
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.core_scaling --write
+
+up: $(STAMP)
+	$(PY) -m benchmarks.core_scaling --quick
+
+down:
+	@echo "make up starts no long-running services yet (the platform adds Ray and MLflow); nothing to stop."
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Ray Train pipelines, one module per domain; shared parts in ``pipelines.common``."""

@@ -1,0 +1,87 @@
+"""Large kernel attention (VAN, Guo et al., 2022).
+
+A ``K × K`` convolution is decomposed into a ``(2d-1) × (2d-1)`` depthwise conv, a ``⌈K/d⌉ × ⌈K/d⌉``
+depthwise conv with dilation ``d`` and a ``1 × 1`` conv; its output is the attention map that
+multiplies the input element-wise (no softmax):
+
+    Attention = Conv₁ₓ₁(DWDConv₇ₓ₇,d=3(DWConv₅ₓ₅(F)))        (K = 21, d = 3)
+    Output    = Attention ⊙ F
+
+Receptive field ``K + 2`` (23 for K = 21) at ``O(C·HW)`` cost: adaptive in space and in channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._checks import check_tensor
+
+
+def lka_kernel_sizes(kernel_size: int, dilation: int) -> tuple[int, int]:
+    """``(local kernel, dilated kernel)`` of the decomposition: ``(2d-1, ⌈K/d⌉)`` (made odd)."""
+    if kernel_size < 3 or dilation < 1:
+        raise ValueError(f"kernel_size must be >= 3 and dilation >= 1, got {kernel_size}, {dilation}")
+    local = 2 * dilation - 1
+    dilated = math.ceil(kernel_size / dilation)
+    return local, dilated + (1 - dilated % 2)
+
+
+def large_kernel_attention(
+    x: Tensor,
+    local_weight: Tensor,
+    local_bias: Tensor | None,
+    dilated_weight: Tensor,
+    dilated_bias: Tensor | None,
+    dilation: int,
+    pointwise_weight: Tensor,
+    pointwise_bias: Tensor | None,
+) -> Tensor:
+    """``x ⊙ Conv₁ₓ₁(DWDConv(DWConv(x)))`` for ``x [b, C, H, W]``; depthwise weights are ``[C, 1, k, k]``."""
+    check_tensor("x", x, 4)
+    channels = x.shape[1]
+    if local_weight.shape[0] != channels or dilated_weight.shape[0] != channels:
+        raise ValueError(f"depthwise weights must have {channels} output channels like x")
+    k_local, k_dilated = local_weight.shape[-1], dilated_weight.shape[-1]
+    attn = F.conv2d(x, local_weight, local_bias, padding=k_local // 2, groups=channels)
+    attn = F.conv2d(
+        attn,
+        dilated_weight,
+        dilated_bias,
+        padding=dilation * (k_dilated // 2),
+        dilation=dilation,
+        groups=channels,
+    )
+    attn = F.conv2d(attn, pointwise_weight, pointwise_bias)
+    return x * attn
+
+
+class LargeKernelAttention(nn.Module):
+    """LKA on ``[b, C, H, W]`` maps (VAN's ``AttentionModule``); defaults give VAN's 5×5 → 7×7 d3 → 1×1."""
+
+    def __init__(self, dim: int, kernel_size: int = 21, dilation: int = 3):
+        super().__init__()
+        local, dilated = lka_kernel_sizes(kernel_size, dilation)
+        self.dilation = dilation
+        self.local = nn.Conv2d(dim, dim, local, padding=local // 2, groups=dim)
+        self.dilated = nn.Conv2d(
+            dim, dim, dilated, padding=dilation * (dilated // 2), dilation=dilation, groups=dim
+        )
+        self.pointwise = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_tensor("x", x, 4)
+        if x.shape[1] != self.local.in_channels:
+            raise ValueError(f"x must have {self.local.in_channels} channels, got {x.shape[1]}")
+        return large_kernel_attention(
+            x,
+            self.local.weight,
+            self.local.bias,
+            self.dilated.weight,
+            self.dilated.bias,
+            self.dilation,
+            self.pointwise.weight,
+            self.pointwise.bias,
+        )
