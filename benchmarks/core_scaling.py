@@ -83,9 +83,16 @@ def run_point(mechanism: str, length: int, threads: int, timeout_s: float) -> di
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def fit_exponent(points: dict[int, dict]) -> float | None:
-    xs = [math.log(n) for n, p in sorted(points.items()) if n >= FIT_FROM and "seconds" in p]
-    ys = [math.log(p["seconds"]) for n, p in sorted(points.items()) if n >= FIT_FROM and "seconds" in p]
+def fit_exponent(
+    points: dict[int, dict], *, from_length: int = FIT_FROM, last: int | None = None
+) -> float | None:
+    """Least-squares slope of log(seconds) on log(length) over lengths >= ``from_length`` (or only the
+    ``last`` measured lengths); None with fewer than two points."""
+    measured = [(n, p["seconds"]) for n, p in sorted(points.items()) if n >= from_length and "seconds" in p]
+    if last is not None:
+        measured = measured[-last:]
+    xs = [math.log(n) for n, _ in measured]
+    ys = [math.log(t) for _, t in measured]
     if len(xs) < 2:
         return None
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
@@ -161,11 +168,15 @@ def report(results: dict[str, dict[int, dict]], lengths: list[int], threads: int
     ]
     for m in MECHANISMS:
         k = fit_exponent(results[m])
+        tail = fit_exponent(results[m], last=3)
         measured = sorted(n for n, p in results[m].items() if "seconds" in p)
         notes = sorted({p["error"] for p in results[m].values() if "error" in p})
         span = f"{measured[0]:,}–{measured[-1]:,}" if measured else "none"
         fitted = f"**{k:.2f}**" if k is not None else "n/a"
-        lines.append(f"- {m}: {fitted} (measured {span} tokens{'; ' + '; '.join(notes) if notes else ''})")
+        tail_text = f", {tail:.2f} over the three longest" if tail is not None and len(measured) >= 3 else ""
+        lines.append(
+            f"- {m}: {fitted}{tail_text} (measured {span} tokens{'; ' + '; '.join(notes) if notes else ''})"
+        )
     return "\n".join(lines) + "\n"
 
 
