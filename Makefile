@@ -28,11 +28,13 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m benchmarks.core_scaling --write
 
+# MLflow + Ray head + training of missing models (Ray jobs) + every Serve app; prints the URLs.
 up: $(STAMP)
-	$(PY) -m benchmarks.core_scaling --quick
+	deploy/up.sh
 
+# Stops what `make up` started, and nothing else.
 down:
-	@echo "make up starts no long-running services yet (the platform adds Ray and MLflow); nothing to stop."
+	deploy/down.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

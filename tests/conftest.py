@@ -1,4 +1,16 @@
-"""Shared pytest settings: deterministic seeds and a bounded thread count on shared 2-core machines."""
+"""Shared pytest settings and the session's real parts.
+
+* Deterministic seeds and at most 2 torch threads (the machines are shared 2-core boxes).
+* ``suite_env``: a temporary ``ATTENTION_SUITE_HOME`` with an MLflow sqlite store in it, set before
+  any Ray process starts so that workers and replicas inherit it.
+* ``ray_cluster``: one real local Ray cluster (2 CPUs) for the whole session, with Serve on a free
+  port; started only by the tests that need it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
 
 import pytest
 import torch
@@ -9,3 +21,57 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def suite_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("suite_home")
+    previous = {k: os.environ.get(k) for k in ("ATTENTION_SUITE_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["ATTENTION_SUITE_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    yield home
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(suite_env):
+    import ray
+    from ray import serve
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield {"http": f"http://127.0.0.1:{port}", "home": suite_env}
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def trained_tsp(ray_cluster):
+    """tiny-tsp on 2 Ray Train workers, with the last worker killed once after the first epoch."""
+    from pipelines.common.harness import train
+    from pipelines.pointer import PointerPipeline
+
+    return train(PointerPipeline, "tiny-tsp", workers=2, fail_at_epoch=0)
+
+
+@pytest.fixture(scope="session")
+def trained_hull(ray_cluster):
+    """tiny-hull trained in-process (Ray Train local mode) and registered."""
+    from pipelines.common.harness import train
+    from pipelines.pointer import PointerPipeline
+
+    return train(PointerPipeline, "tiny-hull", workers=0)

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# `make up`: MLflow + a local Ray head + the quick training jobs for models without a champion +
+# every Serve app + one sample request per app, then the URLs. A second run reuses what is running.
+# Everything started here is recorded under .run/ so that `make down` stops exactly that.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+RUN="$ROOT/.run"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+MLFLOW_PORT="${MLFLOW_PORT:-5000}"
+DASHBOARD_PORT="${RAY_DASHBOARD_PORT:-8265}"
+SERVE_PORT="${SERVE_PORT:-8000}"
+MLFLOW_URI="http://127.0.0.1:$MLFLOW_PORT"
+RAY_API="http://127.0.0.1:$DASHBOARD_PORT"
+
+mkdir -p "$RUN"
+export ATTENTION_SUITE_HOME="$RUN"
+export MLFLOW_TRACKING_URI="$MLFLOW_URI"
+export RAY_AUTH_MODE=token  # Ray >= 2.59 enables token auth on local clusters; clients must opt in
+export PATH="$VENV/bin:$PATH"
+START=$(date +%s)
+
+say() { printf '[up %4ss] %s\n' "$(( $(date +%s) - START ))" "$*"; }
+
+wait_for() {  # wait_for <what> <seconds> <command...>
+  local what="$1" limit="$2"; shift 2
+  for _ in $(seq "$limit"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  say "timed out waiting for $what"; return 1
+}
+
+# --- MLflow tracking server (sqlite backend, artifacts in .run/mlartifacts, loopback only) ---
+if curl -sf "$MLFLOW_URI/health" >/dev/null 2>&1; then
+  say "MLflow already answering at $MLFLOW_URI: reusing it"
+else
+  say "starting MLflow at $MLFLOW_URI"
+  nohup "$VENV/bin/mlflow" server \
+    --backend-store-uri "sqlite:///$RUN/mlflow.db" \
+    --artifacts-destination "$RUN/mlartifacts" \
+    --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 >"$RUN/mlflow.log" 2>&1 &
+  echo $! >"$RUN/mlflow.pid"
+  wait_for "MLflow" 90 curl -sf "$MLFLOW_URI/health"
+fi
+
+# --- Ray head (dashboard on) ---
+if ray status >/dev/null 2>&1; then
+  say "a Ray cluster is already running: reusing it"
+else
+  say "starting a local Ray head (dashboard $RAY_API)"
+  ray start --head --num-cpus "${RAY_NUM_CPUS:-2}" --include-dashboard true \
+    --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" --disable-usage-stats >"$RUN/ray-start.log" 2>&1
+  touch "$RUN/ray.started"
+  wait_for "the Ray dashboard" 60 curl -sf -o /dev/null "$RAY_API"
+fi
+
+# --- train what has no champion yet: quick presets, submitted as Ray jobs ---
+TRAIN=(
+  "pointer-tsp-attention pipelines.pointer quick-tsp"
+  "pointer-convex-hull-ptrnet pipelines.pointer quick-hull"
+  "pointer-delaunay-ptrnet pipelines.pointer quick-delaunay"
+)
+for entry in "${TRAIN[@]}"; do
+  read -r model module preset <<<"$entry"
+  if "$PY" -c "import sys; from services.common.registry import has_champion; sys.exit(0 if has_champion('$model') else 1)" 2>/dev/null; then
+    say "$model has a champion: no training needed"
+    continue
+  fi
+  say "training $model: ray job submit -- python -m $module train --preset $preset"
+  ray job submit --address "$RAY_API" \
+    --runtime-env-json "{\"env_vars\": {\"MLFLOW_TRACKING_URI\": \"$MLFLOW_URI\", \"ATTENTION_SUITE_HOME\": \"$RUN\"}}" \
+    -- python -m "$module" train --preset "$preset" 2>&1 | grep -E --line-buffered \
+    "it/s|registered|champion|Job '|succeeded|failed|Error" || true
+  "$PY" -c "import sys; from services.common.registry import has_champion; sys.exit(0 if has_champion('$model') else 1)" \
+    || { say "training $model failed: see 'ray job logs' at $RAY_API"; exit 1; }
+done
+
+# --- serve every app ---
+say "deploying deploy/serve.yaml"
+serve deploy "$ROOT/deploy/serve.yaml" --address "$RAY_API" >"$RUN/serve-deploy.log" 2>&1
+touch "$RUN/serve.deployed"
+APPS=$("$PY" -c "import yaml; print(' '.join(a['name'] for a in yaml.safe_load(open('$ROOT/deploy/serve.yaml'))['applications']))")
+echo "$APPS" >"$RUN/serve.apps"
+running() {
+  local status
+  status=$(serve status --address "$RAY_API" 2>/dev/null) || return 1
+  for app in $APPS; do
+    echo "$status" | "$PY" -c "import sys, yaml; s = yaml.safe_load(sys.stdin); sys.exit(0 if s['applications']['$app']['status'] == 'RUNNING' else 1)" || return 1
+  done
+}
+wait_for "every Serve app to be RUNNING" 300 running
+
+# --- one sample request per app ---
+BASE="http://127.0.0.1:$SERVE_PORT"
+sample=$("$PY" -c "import json, random; random.seed(0); print(json.dumps({'points': [[random.random(), random.random()] for _ in range(20)]}))")
+for path in /pointer/tsp /pointer/convex-hull /pointer/delaunay; do
+  code=$(curl -s -o "$RUN/sample.json" -w '%{http_code}' -H 'content-type: application/json' -d "$sample" "$BASE$path")
+  if [ "$code" != "200" ]; then say "sample request to $path failed ($code): $(cat "$RUN/sample.json")"; exit 1; fi
+  say "POST $path -> 200 $(head -c 120 "$RUN/sample.json")..."
+done
+
+say "everything is up"
+cat <<EOF
+
+  Pointer solver API docs  $BASE/pointer/docs
+  Ray dashboard            $RAY_API   (token: ~/.ray/auth_token)
+  MLflow UI                $MLFLOW_URI
+
+  Submit a training job:   RAY_AUTH_MODE=token ray job submit --address $RAY_API -- python -m pipelines.pointer train --preset am-tsp20
+  Stop everything:         make down
+EOF

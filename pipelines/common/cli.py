@@ -1,0 +1,106 @@
+"""The command line every pipeline shares: ``python -m pipelines.<domain> <command> --preset <name>``.
+
+Commands: ``train`` (with ``--resume``, ``--workers``, ``--data``), ``evaluate`` (a registered version
+or the champion, logged as its own MLflow run), ``presets`` (list them); a domain may add more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+
+from .harness import Pipeline, markdown_table, set_experiment, train
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    for noisy in ("alembic", "mlflow.store", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(
+    pipeline_cls: type[Pipeline],
+    argv: list[str] | None = None,
+    extra: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]]
+    | None = None,
+) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m pipelines.{pipeline_cls.domain}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a preset on Ray Train, register the model, promote if better")
+    t.add_argument("--preset", required=True, choices=sorted(pipeline_cls.presets))
+    t.add_argument("--data", help="data path (domain-specific; generated data when omitted)")
+    t.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN",
+        help="continue the latest (or the named) run of this preset from its last checkpoint",
+    )
+    t.add_argument("--workers", type=int, help="Ray Train workers (0 = in-process); default from the preset")
+    t.add_argument("--epochs", type=int, help="override the preset's epochs")
+    t.add_argument("--no-promote", action="store_true", help="register but never move the champion alias")
+
+    e = sub.add_parser("evaluate", help="evaluate a registered model version (default: the champion)")
+    e.add_argument("--preset", required=True, choices=sorted(pipeline_cls.presets))
+    e.add_argument("--data")
+    e.add_argument("--version", help="registered version (default: the @champion alias)")
+
+    sub.add_parser("presets", help="list the presets with their settings")
+    for name, (configure, _) in (extra or {}).items():
+        configure(sub.add_parser(name))
+
+    args = parser.parse_args(argv)
+    _setup_logging()
+    if args.command == "presets":
+        for name, preset in pipeline_cls.presets.items():
+            print(f"{name}: {json.dumps(preset.to_dict())}")
+        return 0
+    if args.command == "train":
+        preset = pipeline_cls.preset_named(args.preset)
+        if args.epochs:
+            preset = dataclasses.replace(preset, epochs=args.epochs)
+        outcome = train(
+            pipeline_cls,
+            preset,
+            data=args.data,
+            resume=args.resume,
+            workers=args.workers,
+            promote=not args.no_promote,
+        )
+        print(markdown_table(outcome.evaluation.table))
+        print(
+            f"registered {pipeline_cls(preset).registered_name} v{outcome.version} "
+            f"({'champion' if outcome.promoted else 'not promoted'}; run {outcome.run_id})"
+        )
+        return 0
+    if args.command == "evaluate":
+        return _evaluate(pipeline_cls, args)
+    return extra[args.command][1](args)
+
+
+def _evaluate(pipeline_cls: type[Pipeline], args: argparse.Namespace) -> int:
+    import mlflow
+
+    from services.common import registry
+
+    pipeline = pipeline_cls(pipeline_cls.preset_named(args.preset), args.data)
+    experiment = set_experiment(pipeline.domain)
+    model, info = registry.load_registered(pipeline.registered_name, version=args.version)
+    evaluation = pipeline.evaluate(model)
+    with mlflow.start_run(
+        run_name=f"evaluate-{info.name}-v{info.version}", experiment_id=experiment.experiment_id
+    ):
+        mlflow.set_tags({"evaluates": f"{info.name}/{info.version}", "source_run": info.run_id or ""})
+        mlflow.log_metrics({f"eval/{k}": float(v) for k, v in evaluation.metrics.items()})
+        mlflow.log_text(markdown_table(evaluation.table), "evaluation/table.md")
+        for artifact, figure in evaluation.figures.items():
+            mlflow.log_figure(figure, f"plots/{artifact}")
+    print(markdown_table(evaluation.table))
+    return 0

@@ -1,0 +1,574 @@
+"""The training harness on Ray Train, shared by every domain.
+
+A domain subclasses :class:`Pipeline` and gives: presets, how to build the model, its training batches
+for each worker, one loss step, optional end-of-epoch work (validation, baselines), and an evaluation.
+The harness does the rest:
+
+* data-parallel training on Ray Train (``TorchTrainer``, CPU workers with fractional CPUs, gradients
+  averaged with one all-reduce per step);
+* a checkpoint every epoch (model, optimizer, scheduler, every worker's RNG, epoch, the domain's own
+  state); ``resume`` continues a run by name; a ``FailureConfig`` restarts a killed worker group from
+  the last checkpoint;
+* rank 0 logs metrics per step and epoch to one MLflow run that the driver created (params = the whole
+  preset) and shows progress with ETA;
+* the driver then evaluates the final model, logs the evaluation table, learning curves and the
+  domain's figures, registers the model, evaluates the current champion on the same evaluation, and
+  moves the ``champion`` alias only when the new model is better (the comparison is logged either way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .progress import Progress
+
+log = logging.getLogger("attention_suite.train")
+
+STATE_FILE = "state.pt"
+RUN_INFO = "run_info.json"
+
+
+# ------------------------------------------------------------------------------ what a domain gives
+@dataclass
+class TrainPreset:
+    """Hyperparameters shared by every domain; domains subclass it with their own fields."""
+
+    name: str = "tiny"
+    epochs: int = 2
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    workers: int = 2
+    cpus_per_worker: float = 0.5
+    log_every: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Evaluation:
+    """The result of evaluating one model: metrics, which one decides promotion, a table, figures."""
+
+    metrics: dict[str, float]
+    primary: str
+    higher_is_better: bool
+    table: list[dict[str, Any]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)  # artifact name -> matplotlib figure
+
+    def score(self) -> float:
+        return float(self.metrics[self.primary])
+
+    def better_than(self, other: Evaluation) -> bool:
+        return self.score() > other.score() if self.higher_is_better else self.score() < other.score()
+
+
+class Pipeline(ABC):
+    """A domain's training recipe. Instances are rebuilt inside every worker from (class, preset, data)."""
+
+    domain: ClassVar[str]
+    presets: ClassVar[dict[str, TrainPreset]]
+    builder: ClassVar[str]  # "package.module:function" rebuilding the model from model_config()
+    predict: ClassVar[str | None] = None  # request -> response function for the pyfunc wrapper
+
+    def __init__(self, preset: TrainPreset, data: str | None = None):
+        self.preset = preset
+        self.data = data
+
+    @classmethod
+    def preset_named(cls, name: str) -> TrainPreset:
+        try:
+            return cls.presets[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown preset {name!r} for {cls.domain}; known: {', '.join(cls.presets)}"
+            ) from None
+
+    @property
+    @abstractmethod
+    def registered_name(self) -> str:
+        """The model's name in the MLflow registry."""
+
+    @abstractmethod
+    def model_config(self) -> dict[str, Any]:
+        """The JSON config ``builder`` rebuilds the model from."""
+
+    def build_model(self) -> nn.Module:
+        from services.common.artifacts import resolve
+
+        return resolve(self.builder)(self.model_config())
+
+    @abstractmethod
+    def steps_per_epoch(self, world_size: int) -> int:
+        """Optimizer steps per epoch on each worker."""
+
+    @abstractmethod
+    def train_batches(self, epoch: int, rank: int, world_size: int) -> Iterable[Any]:
+        """This worker's batches for ``epoch`` (deterministic in epoch and rank, so resuming repeats them)."""
+
+    @abstractmethod
+    def train_step(self, model: nn.Module, batch: Any) -> dict[str, Any]:
+        """Forward one batch; return ``{"loss": tensor, **scalar metrics}``."""
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        """Work after each epoch on every worker (validation, baseline updates); returns metrics."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Domain training state to checkpoint beyond model and optimizer (e.g. an RL baseline)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore :meth:`state_dict`."""
+
+    def build_optimizer(self, model: nn.Module, total_steps: int):
+        """AdamW with linear warm-up then cosine decay to 10% of the peak rate."""
+        p = self.preset
+        optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        warmup = max(0, p.warmup_steps)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress))
+
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module) -> Evaluation:
+        """Evaluate a trained model on the held-out set the champion comparison uses."""
+
+
+# ----------------------------------------------------------------------------------------- locations
+def suite_home() -> Path:
+    """Where runs, checkpoints and the default MLflow store live (``ATTENTION_SUITE_HOME``)."""
+    home = Path(os.environ.get("ATTENTION_SUITE_HOME", Path.home() / ".attention-suite")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else a sqlite store in :func:`suite_home`."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{suite_home() / 'mlflow.db'}"
+
+
+def storage_root() -> Path:
+    path = suite_home() / "ray_results"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def set_experiment(name: str):
+    """Create (with local artifacts next to a sqlite store) or select the experiment ``name``."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    if mlflow.get_experiment_by_name(name) is None:
+        location = None
+        if tracking_uri().startswith("sqlite:"):
+            location = (suite_home() / "mlartifacts" / name).as_uri()
+        try:
+            mlflow.create_experiment(name, artifact_location=location)
+        except Exception:  # created concurrently by another process
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
+    return mlflow.set_experiment(name)
+
+
+# ----------------------------------------------------------------------------------------- the worker loop
+def _flatten_preset(preset: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in preset.items():
+        if isinstance(value, dict):
+            flat.update(_flatten_preset(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def _pipeline_from_config(config: dict[str, Any]) -> Pipeline:
+    from services.common.artifacts import resolve
+
+    preset = resolve(config["preset_class"])(**config["preset"])
+    return resolve(config["pipeline"])(preset, config.get("data"))
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - the global state is what we save
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+
+
+def _sync_gradients(model: nn.Module, world_size: int) -> None:
+    """Average gradients across workers with a single all-reduce of one flat buffer."""
+    import torch.distributed as dist
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    flat = torch._utils._flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= world_size
+    for g, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+        g.copy_(synced)
+
+
+def _broadcast_model(model: nn.Module) -> None:
+    import torch.distributed as dist
+
+    for tensor in model.state_dict().values():
+        dist.broadcast(tensor, src=0)
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker (or in-process with ``workers=0``)."""
+    import ray.train
+    import torch.distributed as dist
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    distributed = world > 1 and dist.is_available() and dist.is_initialized()
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    pipeline = _pipeline_from_config(config)
+    preset = pipeline.preset
+    seed = preset.seed * 1000 + rank
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - code we call may use the global generator
+    random.seed(seed)
+
+    model = pipeline.build_model()
+    steps = pipeline.steps_per_epoch(world)
+    optimizer, scheduler = pipeline.build_optimizer(model, steps * preset.epochs)
+    start_epoch, global_step = 0, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        pipeline.load_state_dict(state["pipeline"])
+        rng = state["rng"]
+        _set_rng_state(rng[rank] if rank < len(rng) else rng[0])
+        start_epoch, global_step = state["epoch"] + 1, state["global_step"]
+        if rank == 0:
+            log.info("resuming %s at epoch %d (step %d)", config["run_name"], start_epoch, global_step)
+    if distributed:
+        _broadcast_model(model)
+
+    client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
+    run_id = config["run_id"]
+
+    def log_metrics(metrics: dict[str, float], step: int) -> None:
+        if client is None or not metrics:
+            return
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if np.isfinite(float(v))]
+        client.log_batch(run_id, metrics=batch)
+
+    progress = Progress(steps * (preset.epochs - start_epoch), f"{pipeline.domain}/{preset.name}", every_s=15)
+    for epoch in range(start_epoch, preset.epochs):
+        model.train()
+        losses, extras = [], {}
+        for batch in pipeline.train_batches(epoch, rank, world):
+            out = pipeline.train_step(model, batch)
+            loss = out["loss"]
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            if distributed:
+                _sync_gradients(model, world)
+            if preset.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), preset.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            global_step += 1
+            losses.append(float(loss.detach()))
+            for key, value in out.items():
+                if key != "loss":
+                    extras.setdefault(key, []).append(float(value))
+            if rank == 0:
+                progress.update(epoch=epoch, loss=losses[-1])
+                if global_step % preset.log_every == 0:
+                    step_metrics = {"train/loss": losses[-1], "train/lr": scheduler.get_last_lr()[0]}
+                    step_metrics.update({f"train/{k}": v[-1] for k, v in extras.items()})
+                    log_metrics(step_metrics, global_step)
+        model.eval()
+        if distributed:  # batch-norm statistics differ per worker: evaluate and save rank 0's everywhere
+            _broadcast_model(model)
+        metrics = {
+            "epoch": float(epoch),
+            "train/epoch_loss": float(np.mean(losses)) if losses else float("nan"),
+        }
+        metrics.update({f"train/epoch_{k}": float(np.mean(v)) for k, v in extras.items()})
+        metrics.update(pipeline.end_epoch(model, epoch))
+        log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, epoch)
+
+        rng_states = [_rng_state()]
+        if distributed:
+            rng_states = [None] * world
+            dist.all_gather_object(rng_states, _rng_state())
+        with tempfile.TemporaryDirectory() as directory:
+            report_checkpoint = None
+            if rank == 0:
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "pipeline": pipeline.state_dict(),
+                    "rng": rng_states,
+                    "epoch": epoch,
+                    "global_step": global_step,
+                    "preset": preset.to_dict(),
+                }
+                torch.save(state, Path(directory) / STATE_FILE)
+                report_checkpoint = ray.train.Checkpoint.from_directory(directory)
+            ray.train.report(metrics, checkpoint=report_checkpoint)
+        _maybe_fail(config, epoch, rank, world)
+    progress.close()
+
+
+def _maybe_fail(config: dict[str, Any], epoch: int, rank: int, world: int) -> None:
+    """Fault injection for tests: the last worker dies once, right after epoch ``fail_at_epoch``."""
+    if config.get("fail_at_epoch") != epoch or rank != world - 1:
+        return
+    marker = Path(config["fail_marker"])
+    if marker.exists():
+        return
+    marker.write_text(f"killed rank {rank} after epoch {epoch}\n")
+    log.warning("fault injection: killing worker rank %d after epoch %d", rank, epoch)
+    os._exit(1)
+
+
+# ----------------------------------------------------------------------------------------- the driver
+@dataclass
+class TrainOutcome:
+    run_id: str
+    run_name: str
+    version: str
+    promoted: bool
+    evaluation: Evaluation
+    champion_before: str | None
+    epochs_completed: int
+
+
+def _latest_run_name(domain: str, preset: str) -> str | None:
+    candidates = sorted(
+        storage_root().glob(f"{domain}-{preset}-*/{RUN_INFO}"), key=lambda p: p.stat().st_mtime
+    )
+    return candidates[-1].parent.name if candidates else None
+
+
+def train(
+    pipeline_cls: type[Pipeline],
+    preset: str | TrainPreset,
+    *,
+    data: str | None = None,
+    resume: str | bool = False,
+    workers: int | None = None,
+    fail_at_epoch: int | None = None,
+    promote: bool = True,
+) -> TrainOutcome:
+    """Train a preset on Ray Train, then evaluate, log, register and (maybe) promote the model."""
+    import mlflow
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    preset_obj = pipeline_cls.preset_named(preset) if isinstance(preset, str) else preset
+    if workers is not None:
+        preset_obj = dataclasses.replace(preset_obj, workers=workers)
+    pipeline = pipeline_cls(preset_obj, data)
+    experiment = set_experiment(pipeline.domain)
+
+    if resume:
+        run_name = resume if isinstance(resume, str) else _latest_run_name(pipeline.domain, preset_obj.name)
+        if run_name is None or not (storage_root() / run_name / RUN_INFO).exists():
+            wanted = f"{pipeline.domain}/{preset_obj.name}"
+            raise FileNotFoundError(f"no run to resume for {wanted} (looked for {run_name})")
+        info = json.loads((storage_root() / run_name / RUN_INFO).read_text())
+        run_id = info["run_id"]
+        log.info("resuming run %s (MLflow run %s)", run_name, run_id)
+    else:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        run_name = f"{pipeline.domain}-{preset_obj.name}-{stamp}"
+        with mlflow.start_run(run_name=run_name, experiment_id=experiment.experiment_id) as run:
+            run_id = run.info.run_id
+            mlflow.log_params(_flatten_preset({"preset": preset_obj.to_dict(), "data": data or "generated"}))
+            mlflow.set_tags({"domain": pipeline.domain, "registered_model": pipeline.registered_name})
+        (storage_root() / run_name).mkdir(parents=True, exist_ok=True)
+        (storage_root() / run_name / RUN_INFO).write_text(
+            json.dumps({"run_id": run_id, "preset": preset_obj.to_dict(), "data": data}, indent=2)
+        )
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
+    config = {
+        "pipeline": f"{pipeline_cls.__module__}:{pipeline_cls.__qualname__}",
+        "preset": preset_obj.to_dict(),
+        "preset_class": f"{type(preset_obj).__module__}:{type(preset_obj).__qualname__}",
+        "data": data,
+        "run_id": run_id,
+        "run_name": run_name,
+        "tracking_uri": tracking_uri(),
+        "threads": max(1, int(preset_obj.cpus_per_worker)) if preset_obj.workers else torch.get_num_threads(),
+        "fail_at_epoch": fail_at_epoch,
+        "fail_marker": str(storage_root() / run_name / "fault-injected"),
+    }
+    env = {"ATTENTION_SUITE_HOME": str(suite_home()), "MLFLOW_TRACKING_URI": tracking_uri()}
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(
+            num_workers=preset_obj.workers, resources_per_worker={"CPU": preset_obj.cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=str(storage_root()),
+            failure_config=FailureConfig(max_failures=3),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            worker_runtime_env={"env_vars": env},
+        ),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
+    model = pipeline.build_model()
+    model.load_state_dict(state["model"])
+    model.eval()
+    return finish_run(pipeline, model, run_id, run_name, epochs_completed=state["epoch"] + 1, promote=promote)
+
+
+def finish_run(
+    pipeline: Pipeline,
+    model: nn.Module,
+    run_id: str,
+    run_name: str,
+    *,
+    epochs_completed: int,
+    promote: bool = True,
+) -> TrainOutcome:
+    """Evaluate, log everything, register, compare with the champion and move the alias if better."""
+    import mlflow
+
+    from services.common import registry
+
+    log.info("evaluating %s", run_name)
+    evaluation = pipeline.evaluate(model)
+    name = pipeline.registered_name
+    champion_before, champion_eval = None, None
+    try:
+        champion_model, champion_info = registry.load_registered(name)
+        champion_before = champion_info.version
+        champion_eval = pipeline.evaluate(champion_model)
+    except LookupError:
+        pass
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"eval/{k}": float(v) for k, v in evaluation.metrics.items()})
+        if evaluation.table:
+            columns = {key: [row.get(key) for row in evaluation.table] for key in evaluation.table[0]}
+            mlflow.log_table(columns, artifact_file="evaluation/table.json")
+            mlflow.log_text(markdown_table(evaluation.table), "evaluation/table.md")
+        for artifact, figure in {**learning_curves(run_id), **evaluation.figures}.items():
+            mlflow.log_figure(figure, f"plots/{artifact}")
+        registered = registry.log_model(
+            model,
+            pipeline.model_config(),
+            builder=pipeline.builder,
+            registered_name=name,
+            predict=pipeline.predict,
+        )
+        better = champion_eval is None or evaluation.better_than(champion_eval)
+        promoted = bool(promote and better)
+        comparison = {"compare/new": evaluation.score()}
+        if champion_eval is not None:
+            comparison["compare/champion"] = champion_eval.score()
+        mlflow.log_metrics(comparison)
+        direction = "higher" if evaluation.higher_is_better else "lower"
+        mlflow.set_tags(
+            {
+                "compare/metric": f"{evaluation.primary} ({direction} is better)",
+                "compare/champion_version": champion_before or "none",
+                "compare/promoted": str(promoted).lower(),
+                "registered_version": registered.version,
+            }
+        )
+        if promoted:
+            registry.set_champion(name, registered.version)
+    verdict = "promoted to champion" if promoted else f"kept champion v{champion_before}"
+    log.info(
+        "%s v%s: %s = %.4f, %s", name, registered.version, evaluation.primary, evaluation.score(), verdict
+    )
+    return TrainOutcome(
+        run_id, run_name, registered.version, promoted, evaluation, champion_before, epochs_completed
+    )
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    keys = list(rows[0])
+
+    def cell(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(row.get(k, "")) for k in keys) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def learning_curves(run_id: str) -> dict[str, Any]:
+    """One figure of every logged train/ and val/ metric against its step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    keys = sorted(k for k in client.get_run(run_id).data.metrics if k.startswith(("train/", "val/")))
+    if not keys:
+        return {}
+    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        ax.plot(
+            [m.step for m in history], [m.value for m in history], marker="." if len(history) < 50 else None
+        )
+        ax.set_title(key, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step (train/*: optimizer steps; epoch metrics: epochs)")
+    fig.tight_layout()
+    return {"learning_curves.png": fig}

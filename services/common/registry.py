@@ -1,0 +1,116 @@
+"""Models in the MLflow registry: logging (pipelines), resolving an alias and loading (services).
+
+A model is logged as an MLflow pyfunc whose artifacts are our own model directory
+(``services.common.artifacts``): weights in safetensors plus the config that rebuilds the module. So
+``mlflow.pyfunc.load_model("models:/<name>@champion").predict(...)`` works for anyone, and our
+services load the same artifacts straight into torch. Imports mlflow and torch, never ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from torch import nn
+
+from .artifacts import find_model_dir, load_model, read_config, resolve, save_model
+
+log = logging.getLogger(__name__)
+
+PIP_REQUIREMENTS = ["torch==2.14.1", "safetensors", "numpy", "scipy"]
+
+
+class SuiteModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc wrapper: rebuilds the torch module from its artifacts; ``predict`` calls the function the
+    model's config names (each domain's request → response function)."""
+
+    def load_context(self, context):
+        self.directory = find_model_dir(context.artifacts["model"])
+        self.model = load_model(self.directory)
+        self.meta = read_config(self.directory)
+
+    def predict(self, context, model_input, params=None):
+        if "predict" not in self.meta:
+            raise MlflowException(f"model config at {self.directory} names no predict function")
+        return resolve(self.meta["predict"])(self.model, model_input, **(params or {}))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which registered model version a service or comparison is using."""
+
+    name: str
+    version: str
+    run_id: str | None
+    alias: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def log_model(
+    model: nn.Module,
+    config: dict[str, Any],
+    *,
+    builder: str,
+    registered_name: str,
+    predict: str | None = None,
+) -> ModelInfo:
+    """Log ``model`` to the active MLflow run and register it as a new version of ``registered_name``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = save_model(Path(tmp) / "model", model, config, builder, predict)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SuiteModel(),
+            artifacts={"model": str(directory)},
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=registered_name,
+        )
+    run = mlflow.active_run()
+    return ModelInfo(registered_name, str(info.registered_model_version), run.info.run_id if run else None)
+
+
+def resolve_version(
+    name: str, *, alias: str | None = "champion", version: str | int | None = None
+) -> ModelInfo:
+    """The concrete version behind ``alias`` (or ``version``); ``LookupError`` when there is none."""
+    client = MlflowClient()
+    try:
+        if version is not None:
+            mv = client.get_model_version(name, str(version))
+        else:
+            mv = client.get_model_version_by_alias(name, alias or "champion")
+    except MlflowException as e:
+        wanted = f"version {version}" if version is not None else f"alias @{alias}"
+        raise LookupError(f"registered model {name!r} has no {wanted}") from e
+    return ModelInfo(name, str(mv.version), mv.run_id, None if version is not None else alias)
+
+
+def load_registered(
+    name: str, *, alias: str | None = "champion", version: str | int | None = None
+) -> tuple[nn.Module, ModelInfo]:
+    """Download and rebuild a registered model version (resolved once, so a moving alias cannot
+    change it mid-load)."""
+    info = resolve_version(name, alias=alias, version=version)
+    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{info.version}")
+    model = load_model(find_model_dir(local))
+    log.info("loaded %s version %s (run %s)", name, info.version, info.run_id)
+    return model, info
+
+
+def set_champion(name: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(name, "champion", version)
+
+
+def has_champion(name: str) -> bool:
+    try:
+        resolve_version(name)
+        return True
+    except LookupError:
+        return False

@@ -1,0 +1,169 @@
+"""Ray Serve building blocks every domain app uses.
+
+* :class:`ModelServer` — the model deployment's base: loads registered models from MLflow
+  (``models:/<name>@champion`` unless a version is pinned) when the replica starts, reloads when its
+  ``user_config`` names another version, and batches requests with ``@serve.batch``. A domain only
+  implements :meth:`ModelServer.process_batch`.
+* :func:`create_app` — a FastAPI app with the suite's error shape, a request body limit and OpenAPI
+  docs at ``/docs``.
+* :func:`call_model` — one request to the model deployment under the per-request timeout (504 when it
+  runs out); :func:`health` and :func:`versions` back every app's ``/healthz`` and ``/version``.
+
+Batching: ``@serve.batch`` never forms batches larger than ``max_ongoing_requests`` of the batched
+deployment and of every deployment in front of it, so apps set both to at least the batch size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+
+from .errors import BodyLimitMiddleware, InputError, install_error_handlers
+from .registry import ModelInfo, load_registered
+
+log = logging.getLogger("attention_suite.serving")
+
+DEFAULT_MAX_BATCH = 16
+DEFAULT_BATCH_WAIT_S = 0.005
+
+
+def create_app(title: str, description: str, *, max_body_bytes: int = 1 << 20) -> FastAPI:
+    app = FastAPI(title=title, description=description, version="1")
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    return app
+
+
+class ModelServer(ABC):
+    """Base class of a domain's model deployment.
+
+    Args:
+        models: ``{key: registered model name}``; each is loaded at start.
+        tracking_uri: MLflow tracking URI (default: ``MLFLOW_TRACKING_URI``).
+        versions: ``{key: version}`` to pin instead of following ``@champion``.
+        threads: torch intra-op threads for this replica.
+    ``user_config`` (``reconfigure``): ``{"versions": {key: v}, "max_batch_size": n,
+    "batch_wait_timeout_s": s}``; a missing key in ``versions`` means the champion.
+    """
+
+    def __init__(
+        self,
+        models: dict[str, str],
+        *,
+        tracking_uri: str | None = None,
+        versions: dict[str, str] | None = None,
+        threads: int = 1,
+    ):
+        import mlflow
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        if tracking_uri:
+            os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+            mlflow.set_tracking_uri(tracking_uri)
+        self.names = dict(models)
+        self.pinned: dict[str, str] = dict(versions or {})
+        self.models: dict[str, Any] = {}
+        self.infos: dict[str, ModelInfo] = {}
+        self.loaded_at = time.time()
+        self._load_all()
+
+    # --------------------------------------------------------------------------------- loading
+    def _load_all(self) -> None:
+        for key, name in self.names.items():
+            self._load(key, name, self.pinned.get(key))
+
+    def _load(self, key: str, name: str, version: str | None) -> None:
+        model, info = load_registered(name, version=version)
+        self.models[key], self.infos[key] = model, info
+        log.info("serving %s = %s v%s", key, name, info.version)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Reload models whose requested version changed; retune batching."""
+        user_config = user_config or {}
+        wanted = {str(k): str(v) for k, v in (user_config.get("versions") or {}).items()}
+        unknown = set(wanted) - set(self.names)
+        if unknown:
+            raise ValueError(
+                f"user_config versions name unknown models {sorted(unknown)}; known {sorted(self.names)}"
+            )
+        for key, name in self.names.items():
+            version = wanted.get(key)
+            current = self.infos.get(key)
+            if version is not None and (current is None or current.version != version):
+                self._load(key, name, version)
+            elif version is None and key in self.pinned:  # unpinned again: back to the champion
+                self._load(key, name, None)
+        self.pinned = wanted
+        if "max_batch_size" in user_config:
+            self.handle_batch.set_max_batch_size(int(user_config["max_batch_size"]))
+        if "batch_wait_timeout_s" in user_config:
+            self.handle_batch.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+
+    def versions(self) -> dict[str, dict[str, Any]]:
+        return {key: info.to_dict() for key, info in self.infos.items()}
+
+    def check_health(self) -> None:
+        missing = set(self.names) - set(self.models)
+        if missing:
+            raise RuntimeError(f"models not loaded: {sorted(missing)}")
+
+    # --------------------------------------------------------------------------------- serving
+    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
+    async def handle_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Serve's batcher gathers concurrent requests; the work runs off the event loop."""
+        return await asyncio.to_thread(self._process_safely, requests)
+
+    def _process_safely(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        start = time.perf_counter()
+        try:
+            results = self.process_batch(requests)
+        except InputError as e:  # raised for the whole batch: every request gets the error
+            error = {"code": e.code, "message": e.message, "field": e.field, "status": e.status}
+            return [{"error": error} for _ in requests]
+        elapsed = (time.perf_counter() - start) * 1e3
+        for result in results:
+            result.setdefault("batch_size", len(requests))
+            result.setdefault("compute_ms", elapsed)
+        return results
+
+    @abstractmethod
+    def process_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Answer a batch of requests, in order; a request that cannot be answered gets
+        ``{"error": {"code", "message", "field", "status"}}`` in its place."""
+
+
+async def call_model(handle, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One request through the model deployment's batcher; raises :class:`InputError` with 504 on
+    timeout and re-raises an error the model reported for this request."""
+    try:
+        result = await asyncio.wait_for(handle.handle_batch.remote(payload), timeout=timeout_s)
+    except TimeoutError:
+        raise InputError(
+            f"the request took longer than {timeout_s:g} s", status=504, code="timeout"
+        ) from None
+    if "error" in result:
+        err = result["error"]
+        raise InputError(err["message"], err.get("field"), status=err.get("status", 422), code=err["code"])
+    return result
+
+
+async def health(handle, timeout_s: float = 5.0) -> dict[str, Any]:
+    try:
+        models = await asyncio.wait_for(handle.versions.remote(), timeout=timeout_s)
+    except Exception as e:  # the model deployment is down or stuck
+        raise InputError(
+            f"model deployment unavailable: {type(e).__name__}", status=503, code="unavailable"
+        ) from e
+    return {"status": "ok", "models": models}
+
+
+async def versions(handle, timeout_s: float = 5.0) -> dict[str, Any]:
+    return (await health(handle, timeout_s))["models"]

@@ -1,0 +1,102 @@
+"""Every decode of every model is a valid answer; exact labels are feasible under the masks;
+teacher forcing, beam search and sampling agree with their definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from services.pointer import data, decoding, problems
+from services.pointer.models import MODEL_KINDS, build_model
+
+
+def _tiny(kind: str, task: str):
+    torch.manual_seed(0)
+    return build_model(
+        {"kind": kind, "task": task, "hidden": 16, "layers": 1, "heads": 2, "ff_hidden": 32}
+    ).eval()
+
+
+def _valid(task: str, points: np.ndarray, answer) -> bool:
+    if task == "tsp":
+        return problems.is_permutation(answer, len(points))
+    if task == "convex_hull":
+        return problems.is_convex_ccw_polygon(points, answer)
+    triangles = [tuple(t) for t in answer]
+    return (
+        len(triangles) >= 1
+        and len(set(triangles)) == len(triangles)
+        and all(
+            a < b < c and abs(problems.orientation(points[a], points[b], points[c])) > 0
+            for a, b, c in triangles
+        )
+    )
+
+
+@pytest.mark.parametrize("task", decoding.TASKS)
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("n", [3, 5, 9, 14])
+def test_every_strategy_returns_valid_answers(task, kind, n):
+    model = _tiny(kind, task)
+    points = torch.rand(6, n, 2, generator=torch.Generator().manual_seed(n))
+    outputs = {
+        "greedy": decoding.greedy(model, points, task)[0],
+        "beam": decoding.beam_search(model, points, task, width=3),
+        "sample": decoding.sample_best(model, points, task, samples=4),
+    }
+    for name, sequences in outputs.items():
+        for i in range(len(points)):
+            answer = decoding.to_answer(task, sequences[i].tolist(), n)
+            assert _valid(task, points[i].double().numpy(), answer), (name, answer)
+
+
+@pytest.mark.parametrize("task", decoding.TASKS)
+def test_exact_labels_are_feasible_under_the_masks(task):
+    """Teacher forcing raises if a target step is masked out: the labels and masks must agree."""
+    model = _tiny("ptrnet", task)
+    rng = np.random.default_rng(0)
+    for n in (4, 7, 12):
+        points, targets = data.labelled_batch(task, problems.uniform_points(rng, 40, n))
+        log_likelihood = decoding.teacher_forcing(model, points, task, targets)
+        assert torch.isfinite(log_likelihood).all()
+
+
+def test_hull_masks_accept_only_convex_counter_clockwise_continuations():
+    pts = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.5, 0.5]]])
+    c = decoding.make_constraint("convex_hull", pts)
+    assert c.mask()[0, :5].all() and not c.mask()[0, 5]  # any start, no END yet
+    c.update(torch.tensor([0]))
+    c.update(torch.tensor([1]))
+    allowed = c.mask()[0]
+    assert allowed.tolist() == [False, False, True, True, True, False]  # left of 0->1, no END with 2 points
+    c.update(torch.tensor([2]))
+    allowed = c.mask()[0]
+    assert allowed[3] and not allowed[4] and allowed[5]  # 4 would turn right; END closes a triangle
+    c.update(torch.tensor([3]))
+    c.update(torch.tensor([5]))
+    assert bool(c.done[0])
+
+
+def test_teacher_forcing_equals_the_sum_of_step_log_probabilities():
+    model = _tiny("attention", "tsp")
+    points = torch.rand(3, 6, 2)
+    tours, log_likelihood = decoding.rollout(model, points, "tsp", sample=False)
+    assert torch.allclose(decoding.teacher_forcing(model, points, "tsp", tours), log_likelihood, atol=1e-5)
+
+
+def test_beam_width_one_is_greedy_and_sampling_never_loses_to_greedy():
+    model = _tiny("attention", "tsp")
+    points = torch.rand(5, 8, 2, generator=torch.Generator().manual_seed(3))
+    greedy, _ = decoding.greedy(model, points, "tsp")
+    assert torch.equal(decoding.beam_search(model, points, "tsp", width=1), greedy)
+    best = decoding.sample_best(model, points, "tsp", samples=16)
+    assert bool((decoding.tour_lengths(points, best) <= decoding.tour_lengths(points, greedy) + 1e-6).all())
+
+
+def test_tour_lengths_match_numpy():
+    points = torch.rand(2, 7, 2, dtype=torch.float64)
+    tours = torch.stack([torch.randperm(7), torch.randperm(7)])
+    for i in range(2):
+        expected = problems.tour_length(points[i].numpy(), tours[i].tolist())
+        assert float(decoding.tour_lengths(points, tours)[i]) == pytest.approx(expected)
