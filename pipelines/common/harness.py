@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -383,6 +384,18 @@ class TrainOutcome:
     epochs_completed: int
 
 
+def qualified_name(obj: Any) -> str:
+    """``"module:QualName"`` importable from a worker, also for classes of a ``python -m`` script
+    (whose module is ``__main__`` in the driver but its real name everywhere else)."""
+    module = obj.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        if spec is None:
+            raise ValueError(f"{obj.__qualname__} is defined in a script; run it with python -m")
+        module = spec.name
+    return f"{module}:{obj.__qualname__}"
+
+
 def _latest_run_name(domain: str, preset: str) -> str | None:
     candidates = sorted(
         storage_root().glob(f"{domain}-{preset}-*/{RUN_INFO}"), key=lambda p: p.stat().st_mtime
@@ -435,9 +448,9 @@ def train(
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
     config = {
-        "pipeline": f"{pipeline_cls.__module__}:{pipeline_cls.__qualname__}",
+        "pipeline": qualified_name(pipeline_cls),
         "preset": preset_obj.to_dict(),
-        "preset_class": f"{type(preset_obj).__module__}:{type(preset_obj).__qualname__}",
+        "preset_class": qualified_name(type(preset_obj)),
         "data": data,
         "run_id": run_id,
         "run_name": run_name,
