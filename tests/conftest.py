@@ -51,7 +51,8 @@ def ray_cluster(suite_env):
     import ray
     from ray import serve
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a fresh cluster of our own even if `make up` has one running on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield {"http": f"http://127.0.0.1:{port}", "home": suite_env}

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -273,10 +274,17 @@ def train_loop(config: dict[str, Any]) -> None:
     steps = pipeline.steps_per_epoch(world)
     optimizer, scheduler = pipeline.build_optimizer(model, steps * preset.epochs)
     start_epoch, global_step = 0, 0
+    state = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
+    on_disk = latest_checkpoint_on_disk(Path(config["storage_path"]) / config["run_name"])
+    if on_disk is not None and (state is None or on_disk["epoch"] > state["epoch"]):
+        # A worker died right after a checkpoint was written but before Ray Train registered it:
+        # the files are complete, so continue from them rather than redo the epoch.
+        state = on_disk
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -353,11 +361,35 @@ def train_loop(config: dict[str, Any]) -> None:
                     "global_step": global_step,
                     "preset": preset.to_dict(),
                 }
-                torch.save(state, Path(directory) / STATE_FILE)
-                report_checkpoint = ray.train.Checkpoint.from_directory(directory)
+                if config["local"]:  # local mode keeps checkpoints in memory only: persist them here
+                    _save_checkpoint(state, Path(config["storage_path"]) / config["run_name"])
+                else:
+                    torch.save(state, Path(directory) / STATE_FILE)
+                    report_checkpoint = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=report_checkpoint)
         _maybe_fail(config, epoch, rank, world)
     progress.close()
+
+
+def _save_checkpoint(state: dict[str, Any], run_dir: Path, keep: int = 2) -> None:
+    """Write ``state`` as a new ``checkpoint_<time>`` directory atomically; keep the newest ``keep``."""
+    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")
+    tmp = run_dir / f".tmp_checkpoint_{stamp}"
+    tmp.mkdir(parents=True)
+    torch.save(state, tmp / STATE_FILE)
+    tmp.rename(run_dir / f"checkpoint_{stamp}")
+    for old in sorted(run_dir.glob("checkpoint_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint_on_disk(run_dir: Path) -> dict[str, Any] | None:
+    """The newest complete checkpoint state under ``run_dir`` (Ray Train names them by time)."""
+    for directory in sorted(run_dir.glob("checkpoint_*"), reverse=True):
+        try:
+            return torch.load(directory / STATE_FILE, weights_only=False)
+        except (OSError, RuntimeError, EOFError):  # missing or half-written: try the one before
+            continue
+    return None
 
 
 def _maybe_fail(config: dict[str, Any], epoch: int, rank: int, world: int) -> None:
@@ -454,6 +486,8 @@ def train(
         "data": data,
         "run_id": run_id,
         "run_name": run_name,
+        "storage_path": str(storage_root()),
+        "local": preset_obj.workers == 0,
         "tracking_uri": tracking_uri(),
         "threads": max(1, int(preset_obj.cpus_per_worker)) if preset_obj.workers else torch.get_num_threads(),
         "fail_at_epoch": fail_at_epoch,
@@ -474,9 +508,12 @@ def train(
             worker_runtime_env={"env_vars": env},
         ),
     )
-    result = trainer.fit()
-    with result.checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
+    trainer.fit()
+    state = latest_checkpoint_on_disk(storage_root() / run_name)
+    if state is None:
+        raise RuntimeError(
+            f"training {run_name} finished without a checkpoint in {storage_root() / run_name}"
+        )
     model = pipeline.build_model()
     model.load_state_dict(state["model"])
     model.eval()

@@ -16,6 +16,7 @@ deployment and of every deployment in front of it, so apps set both to at least 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -26,7 +27,7 @@ from fastapi import FastAPI
 from ray import serve
 
 from .errors import BodyLimitMiddleware, InputError, install_error_handlers
-from .registry import ModelInfo, load_registered
+from .registry import ModelInfo, load_registered, resolve_version
 
 log = logging.getLogger("attention_suite.serving")
 
@@ -86,7 +87,8 @@ class ModelServer(ABC):
         log.info("serving %s = %s v%s", key, name, info.version)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Reload models whose requested version changed; retune batching."""
+        """Apply ``user_config``: load pinned versions, follow ``@champion`` for the rest (re-resolved on
+        every reconfigure, so redeploying picks up a newly promoted model), retune batching."""
         user_config = user_config or {}
         wanted = {str(k): str(v) for k, v in (user_config.get("versions") or {}).items()}
         unknown = set(wanted) - set(self.names)
@@ -95,12 +97,12 @@ class ModelServer(ABC):
                 f"user_config versions name unknown models {sorted(unknown)}; known {sorted(self.names)}"
             )
         for key, name in self.names.items():
-            version = wanted.get(key)
             current = self.infos.get(key)
-            if version is not None and (current is None or current.version != version):
+            version = wanted.get(key) or resolve_version(name).version
+            if current is None or current.version != version:
                 self._load(key, name, version)
-            elif version is None and key in self.pinned:  # unpinned again: back to the champion
-                self._load(key, name, None)
+            alias = None if key in wanted else "champion"
+            self.infos[key] = dataclasses.replace(self.infos[key], alias=alias)
         self.pinned = wanted
         if "max_batch_size" in user_config:
             self.handle_batch.set_max_batch_size(int(user_config["max_batch_size"]))

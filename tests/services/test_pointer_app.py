@@ -12,6 +12,7 @@ import pytest
 from ray import serve
 
 from pipelines.pointer import registered_name
+from services.common import registry
 from services.pointer import problems
 from services.pointer.app import build_app
 
@@ -27,19 +28,26 @@ def client(ray_cluster, trained_tsp, trained_hull):
     serve.delete("pointer-test")
 
 
+def _champion(task: str, kind: str) -> str:
+    return registry.resolve_version(registered_name(task, kind)).version
+
+
 def _points(n: int, seed: int = 0) -> list[list[float]]:
     return (np.random.default_rng(seed).random((n, 2)) * 100).tolist()
 
 
 @pytest.mark.parametrize("decode", ["greedy", "beam", "sample"])
-def test_tsp_returns_a_valid_tour(client, trained_tsp, decode):
+def test_tsp_returns_a_valid_tour(client, decode):
     pts = _points(12)
     r = client.post("/tsp", json={"points": pts, "decode": decode, "beam_width": 3, "samples": 4})
     assert r.status_code == 200, r.text
     body = r.json()
     assert problems.is_permutation(body["tour"], 12)
     assert body["length"] == pytest.approx(problems.tour_length(np.asarray(pts), body["tour"]))
-    assert body["model"] == {"name": registered_name("tsp", "attention"), "version": trained_tsp.version}
+    assert body["model"] == {
+        "name": registered_name("tsp", "attention"),
+        "version": _champion("tsp", "attention"),
+    }
     assert body["solve_ms"] > 0 and body["batch_size"] >= 1
 
 
@@ -49,12 +57,12 @@ def test_polish_never_lengthens_the_model_tour(client):
     assert problems.is_permutation(body["model_tour"], 20)
 
 
-def test_convex_hull_is_a_counter_clockwise_convex_polygon(client, trained_hull):
+def test_convex_hull_is_a_counter_clockwise_convex_polygon(client):
     pts = _points(15, 5)
     body = client.post("/convex-hull", json={"points": pts}).json()
     assert problems.is_convex_ccw_polygon(np.asarray(pts), body["hull"])
     assert body["area"] == pytest.approx(problems.polygon_area(np.asarray(pts), body["hull"]))
-    assert body["model"]["version"] == trained_hull.version
+    assert body["model"]["version"] == _champion("convex_hull", "ptrnet")
 
 
 def test_tsplib_upload(client):
@@ -116,10 +124,11 @@ def test_bad_tsplib_files(client):
     assert client.post("/tsplib").status_code == 422
 
 
-def test_health_version_docs_and_unknown_routes(client, trained_tsp, trained_hull):
+def test_health_version_docs_and_unknown_routes(client):
     assert client.get("/healthz").json()["status"] == "ok"
     version = client.get("/version").json()
-    assert version["tsp"]["version"] == trained_tsp.version and version["tsp"]["run_id"] == trained_tsp.run_id
+    champion = registry.resolve_version(registered_name("tsp", "attention"))
+    assert version["tsp"]["version"] == champion.version and version["tsp"]["run_id"] == champion.run_id
     assert version["convex_hull"]["name"] == registered_name("convex_hull", "ptrnet")
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
@@ -136,12 +145,15 @@ def test_concurrent_requests_are_batched(client):
     assert max(b["batch_size"] for b in bodies) > 1  # Serve's batcher grouped concurrent requests
 
 
-def test_user_config_pins_and_releases_a_version(client, trained_tsp):
-    """Reconfigure the solver to pin the current champion explicitly, then follow the alias again."""
+def test_user_config_pins_and_releases_a_version(client):
+    """Pin version 1 through the solver's reconfigure, then follow the champion alias again."""
     handle = serve.get_deployment_handle("PointerSolver", app_name="pointer-test")
-    handle.reconfigure.remote({"versions": {"tsp": trained_tsp.version}}).result()
-    assert client.get("/version").json()["tsp"]["alias"] is None  # pinned: no alias
+    handle.reconfigure.remote({"versions": {"tsp": "1"}}).result()
+    pinned = client.get("/version").json()["tsp"]
+    assert pinned["version"] == "1" and pinned["alias"] is None
+    assert client.post("/tsp", json={"points": _points(8)}).json()["model"]["version"] == "1"
     handle.reconfigure.remote({"versions": {}}).result()
-    assert client.get("/version").json()["tsp"]["alias"] == "champion"
+    following = client.get("/version").json()["tsp"]
+    assert following == {**registry.resolve_version(registered_name("tsp", "attention")).to_dict()}
     with pytest.raises(Exception, match="unknown models"):
         handle.reconfigure.remote({"versions": {"nope": "1"}}).result()
