@@ -117,3 +117,66 @@ def visibility(
         km = key_mask.view(batch, 1, 1, n_k)
         mask = km if mask is None else (mask & km)
     return mask
+
+
+def check_key_lengths(key_lengths: Tensor | None, batch: int, n_k: int) -> Tensor | None:
+    """Per-sequence key lengths: an integer ``[batch]`` tensor with values in ``[0, n_k]`` (keys at or
+    beyond a sequence's length are padding). Values are checked on CPU tensors only (no device sync)."""
+    if key_lengths is None:
+        return None
+    check_tensor("key_lengths", key_lengths, 1)
+    if key_lengths.dtype.is_floating_point or key_lengths.dtype == torch.bool:
+        raise TypeError(f"key_lengths must be an integer tensor, got dtype {key_lengths.dtype}")
+    if key_lengths.shape[0] != batch:
+        raise ValueError(f"key_lengths must have shape [{batch}], got {tuple(key_lengths.shape)}")
+    if (
+        not key_lengths.is_cuda
+        and key_lengths.numel()
+        and (int(key_lengths.min()) < 0 or int(key_lengths.max()) > n_k)
+    ):
+        raise ValueError(f"key_lengths must lie in [0, {n_k}], got {key_lengths.tolist()}")
+    return key_lengths
+
+
+def lengths_to_mask(key_lengths: Tensor, n_k: int) -> Tensor:
+    """Bool ``[batch, n_k]``: True for keys before each sequence's length."""
+    return torch.arange(n_k, device=key_lengths.device).unsqueeze(0) < key_lengths.unsqueeze(1)
+
+
+def check_alibi(alibi: Tensor | None, heads: int) -> Tensor | None:
+    """ALiBi slopes: a ``[heads]`` tensor."""
+    if alibi is None:
+        return None
+    check_tensor("alibi", alibi, 1)
+    if alibi.shape[0] != heads:
+        raise ValueError(f"alibi must hold one slope per head ({heads}), got shape {tuple(alibi.shape)}")
+    return alibi
+
+
+def merge_padding(key_mask: Tensor | None, key_lengths: Tensor | None, n_k: int) -> Tensor | None:
+    """One bool key mask from a mask and/or lengths."""
+    if key_lengths is None:
+        return key_mask
+    from_lengths = lengths_to_mask(key_lengths, n_k)
+    return from_lengths if key_mask is None else key_mask & from_lengths
+
+
+def with_alibi(bias: Tensor | None, alibi: Tensor | None, n_q: int, n_k: int, causal: bool) -> Tensor | None:
+    """``bias`` plus the ALiBi term of ``alibi`` slopes (causal or symmetric, following ``causal``)."""
+    if alibi is None:
+        return bias
+    from .positional import alibi_bias
+
+    term = alibi_bias(alibi, n_q, n_k, symmetric=not causal, device=alibi.device).unsqueeze(0)
+    return term if bias is None else bias + term
+
+
+def kernel_blocker(*, bias: Tensor | None, key_mask: Tensor | None, dropout_p: float = 0.0) -> str | None:
+    """Why a call cannot run on the fused kernels (None when it can)."""
+    if bias is not None:
+        return "an arbitrary bias tensor (the kernels take ALiBi slopes as alibi=...)"
+    if key_mask is not None:
+        return "a boolean key_mask (the kernels take padding as key_lengths=...)"
+    if dropout_p > 0:
+        return "attention dropout"
+    return None

@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_key_mask, check_qkv, check_tensor
+from ._backend import use_triton
+from ._checks import check_key_lengths, check_key_mask, check_qkv, check_tensor, merge_padding
 from .multihead import MultiHeadAttention
 from .positional import alibi_slopes
 
@@ -63,9 +64,11 @@ def lightning_attention(
     *,
     causal: bool = True,
     key_mask: Tensor | None = None,
+    key_lengths: Tensor | None = None,
     block_size: int = 64,
     initial_state: Tensor | None = None,
     return_state: bool = False,
+    backend: str | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Chunked decayed linear attention over ``[batch, heads, seq, head_dim]`` tensors (self attention).
 
@@ -74,18 +77,31 @@ def lightning_attention(
         slopes: ``[h]`` decay rates ``s_h >= 0`` (``λ_h = exp(-s_h)``); ALiBi slopes when None.
         causal: causal form (default) or the symmetric non-causal form.
         key_mask: bool ``[b, n]``, True for real tokens.
-        block_size: chunk length ``C``.
+        key_lengths: int ``[b]``; tokens at or beyond a sequence's length are padding.
+        block_size: chunk length ``C`` of the PyTorch path.
         initial_state: ``[b, h, d, e]`` state from an earlier segment (causal only).
         return_state: also return the state after the last token (causal only), to continue decoding
             with :func:`lightning_step`.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"``; on CUDA the Triton kernel runs causal calls
+            without states or a boolean mask (see ``shared_attention._backend``).
     Returns:
         ``[b, h, n, e]`` outputs, and the ``[b, h, d, e]`` fp32 state when ``return_state``.
     """
     b, h, n, _, e = check_qkv(q, k, v, same_length=True)
     key_mask = check_key_mask(key_mask, b, n)
+    key_lengths = check_key_lengths(key_lengths, b, n)
     slopes = _check_slopes(slopes, h, q.device)
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    blocker = None
+    if not causal or initial_state is not None or return_state:
+        blocker = "the non-causal form and carried states (the kernel is the causal forward/backward)"
+    elif key_mask is not None:
+        blocker = "a boolean key_mask (the kernel takes padding as key_lengths=...)"
+    kernel = use_triton(backend, "lightning", q, k, v, blocker)
+    if kernel is not None:
+        return kernel.lightning_attention(q, k, v, slopes, key_lengths=key_lengths)
+    key_mask = merge_padding(key_mask, key_lengths, n)
     if not causal:
         if initial_state is not None or return_state:
             raise ValueError("initial_state and return_state need causal=True")
@@ -254,7 +270,15 @@ class LightningAttention(MultiHeadAttention):
         slopes = alibi_slopes(num_heads) if slopes is None else _check_slopes(slopes, num_heads, "cpu")
         self.register_buffer("slopes", slopes.float())
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, bias: Tensor | None) -> Tensor:
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        key_mask: Tensor | None,
+        bias: Tensor | None,
+        alibi: Tensor | None,
+    ) -> Tensor:
         return lightning_attention(
             q, k, v, self.slopes, causal=self.causal, key_mask=key_mask, block_size=self.block_size
         )

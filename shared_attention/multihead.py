@@ -14,7 +14,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from ._checks import check_key_mask, check_tensor
-from .positional import RotaryEmbedding, alibi_bias, alibi_slopes
+from .positional import RotaryEmbedding, alibi_slopes
 
 POSITIONAL_KINDS = (None, "rope", "alibi")
 
@@ -84,8 +84,16 @@ class MultiHeadAttention(nn.Module, metaclass=ABCMeta):
         return x.transpose(1, 2).reshape(b, n, -1)
 
     @abstractmethod
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, bias: Tensor | None) -> Tensor:
-        """Call the mechanism on ``[b, h, n, d]`` tensors."""
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        key_mask: Tensor | None,
+        bias: Tensor | None,
+        alibi: Tensor | None,
+    ) -> Tensor:
+        """Call the mechanism on ``[b, h, n, d]`` tensors (``alibi``: slopes, or None)."""
 
     def forward(
         self,
@@ -120,10 +128,8 @@ class MultiHeadAttention(nn.Module, metaclass=ABCMeta):
         v = self.heads(self.v_proj(source))
         if self.rope is not None:
             q, k = self.rope(q, k)
-        if self.positional == "alibi":
-            ab = alibi_bias(self.alibi, q.shape[2], k.shape[2], symmetric=not self.causal, device=x.device)
-            bias = ab.unsqueeze(0) if bias is None else bias + ab.unsqueeze(0)
-        out = self.attend(q, k, v, key_mask, bias)
+        alibi = self.alibi if self.positional == "alibi" else None
+        out = self.attend(q, k, v, key_mask, bias, alibi)
         return self.dropout(self.out_proj(self.merge(out)))
 
     def extra_repr(self) -> str:

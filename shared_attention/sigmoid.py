@@ -15,7 +15,17 @@ import math
 import torch
 from torch import Tensor
 
-from ._checks import check_bias, check_key_mask, check_qkv
+from ._backend import use_triton
+from ._checks import (
+    check_alibi,
+    check_bias,
+    check_key_lengths,
+    check_key_mask,
+    check_qkv,
+    kernel_blocker,
+    merge_padding,
+    with_alibi,
+)
 from ._rows import rowwise_attention
 from .multihead import MultiHeadAttention
 
@@ -35,21 +45,42 @@ def sigmoid_attention(
     *,
     causal: bool = False,
     key_mask: Tensor | None = None,
+    key_lengths: Tensor | None = None,
     bias: Tensor | None = None,
+    alibi: Tensor | None = None,
     sigmoid_bias_value: float | None = None,
     scale: float | None = None,
+    backend: str | None = None,
 ) -> Tensor:
     """Sigmoid attention over ``[batch, heads, seq, head_dim]`` tensors.
 
     Args:
-        q, k, v, causal, key_mask, bias, scale: as in :func:`softmax_attention`.
+        q, k, v, causal, key_mask, key_lengths, bias, alibi, scale, backend: as in
+            :func:`softmax_attention` (on CUDA the fused Triton kernel runs the call when it applies).
         sigmoid_bias_value: the scalar ``b``; ``-log n`` (per sequence, ``n`` = real keys) when None.
     Returns:
         ``[b, h, n_q, d_v]``.
     """
     b, h, n_q, n_k, _ = check_qkv(q, k, v)
     key_mask = check_key_mask(key_mask, b, n_k)
+    key_lengths = check_key_lengths(key_lengths, b, n_k)
     bias = check_bias(bias, b, h, n_q, n_k)
+    alibi = check_alibi(alibi, h)
+    kernel = use_triton(backend, "attention", q, k, v, kernel_blocker(bias=bias, key_mask=key_mask))
+    if kernel is not None:
+        return kernel.fused_attention(
+            q,
+            k,
+            v,
+            score="sigmoid",
+            causal=causal,
+            key_lengths=key_lengths,
+            alibi_slopes=alibi,
+            scale=scale,
+            sigmoid_bias=sigmoid_bias_value,
+        )
+    key_mask = merge_padding(key_mask, key_lengths, n_k)
+    bias = with_alibi(bias, alibi, n_q, n_k, causal)
     s = q.shape[-1] ** -0.5 if scale is None else float(scale)
     if sigmoid_bias_value is None:
         offset = sigmoid_bias(n_k, key_mask, b, q.device)
@@ -74,7 +105,15 @@ class SigmoidAttention(MultiHeadAttention):
         super().__init__(dim, num_heads, **kwargs)
         self.sigmoid_bias_value = sigmoid_bias_value
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, bias: Tensor | None) -> Tensor:
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        key_mask: Tensor | None,
+        bias: Tensor | None,
+        alibi: Tensor | None,
+    ) -> Tensor:
         return sigmoid_attention(
             q,
             k,
@@ -82,5 +121,6 @@ class SigmoidAttention(MultiHeadAttention):
             causal=self.causal,
             key_mask=key_mask,
             bias=bias,
+            alibi=alibi,
             sigmoid_bias_value=self.sigmoid_bias_value,
         )

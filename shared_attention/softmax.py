@@ -6,8 +6,10 @@ where ``B`` is an optional additive bias (ALiBi, relative positions, agent biase
 visible keys and -∞ for keys hidden by causality or padding. A query that sees no key at all (a
 left-padded position under a causal mask) gets a zero output rather than NaN.
 
-The fast path is ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient kernels
-on CUDA, a blocked kernel on CPU); on CUDA the Triton kernels in ``kernels/`` take over where they apply.
+On CUDA the fused Triton kernel (``kernels/attention.py``) runs the call when it applies (padding as
+``key_lengths``, ALiBi as ``alibi`` slopes, no arbitrary bias or dropout); otherwise, and on CPU, the
+path is ``torch.nn.functional.scaled_dot_product_attention``. ``backend`` or ``ATTENTION_BACKEND``
+forces either (see ``shared_attention._backend``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_bias, check_key_mask, check_qkv, visibility
+from ._backend import use_triton
+from ._checks import (
+    check_alibi,
+    check_bias,
+    check_key_lengths,
+    check_key_mask,
+    check_qkv,
+    kernel_blocker,
+    merge_padding,
+    visibility,
+    with_alibi,
+)
 from .multihead import MultiHeadAttention
 
 
@@ -27,9 +40,12 @@ def softmax_attention(
     *,
     causal: bool = False,
     key_mask: Tensor | None = None,
+    key_lengths: Tensor | None = None,
     bias: Tensor | None = None,
+    alibi: Tensor | None = None,
     scale: float | None = None,
     dropout_p: float = 0.0,
+    backend: str | None = None,
 ) -> Tensor:
     """Softmax attention over ``[batch, heads, seq, head_dim]`` tensors.
 
@@ -37,17 +53,31 @@ def softmax_attention(
         q, k, v: queries ``[b, h, n_q, d]``, keys ``[b, h, n_k, d]``, values ``[b, h, n_k, d_v]``.
         causal: query ``i`` sees key ``j`` iff ``j <= i + n_k - n_q`` (queries aligned to the end).
         key_mask: bool ``[b, n_k]``, True for real keys, False for padding.
+        key_lengths: int ``[b]``; keys at or beyond a sequence's length are padding.
         bias: additive score bias broadcastable to ``[b, h, n_q, n_k]``.
+        alibi: ALiBi slopes ``[h]``: adds ``-m_h (i' - j)`` (causal) or ``-m_h |i' - j|``.
         scale: score scale, ``1/sqrt(d)`` when None.
         dropout_p: attention dropout probability (applied only when > 0).
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` (default: ``ATTENTION_BACKEND`` or auto).
     Returns:
         ``[b, h, n_q, d_v]``.
     """
     b, h, n_q, n_k, _ = check_qkv(q, k, v)
     key_mask = check_key_mask(key_mask, b, n_k)
+    key_lengths = check_key_lengths(key_lengths, b, n_k)
     bias = check_bias(bias, b, h, n_q, n_k)
+    alibi = check_alibi(alibi, h)
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    kernel = use_triton(
+        backend, "attention", q, k, v, kernel_blocker(bias=bias, key_mask=key_mask, dropout_p=dropout_p)
+    )
+    if kernel is not None:
+        return kernel.fused_attention(
+            q, k, v, score="softmax", causal=causal, key_lengths=key_lengths, alibi_slopes=alibi, scale=scale
+        )
+    key_mask = merge_padding(key_mask, key_lengths, n_k)
+    bias = with_alibi(bias, alibi, n_q, n_k, causal)
 
     if causal and key_mask is None and bias is None and n_q == n_k:
         # SDPA's own causal mode (top-left aligned, which equals ours when n_q == n_k) lets the
@@ -113,6 +143,16 @@ class SoftmaxAttention(MultiHeadAttention):
         super().__init__(dim, num_heads, **kwargs)
         self.attn_dropout = attn_dropout
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, bias: Tensor | None) -> Tensor:
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        key_mask: Tensor | None,
+        bias: Tensor | None,
+        alibi: Tensor | None,
+    ) -> Tensor:
         p = self.attn_dropout if self.training else 0.0
-        return softmax_attention(q, k, v, causal=self.causal, key_mask=key_mask, bias=bias, dropout_p=p)
+        return softmax_attention(
+            q, k, v, causal=self.causal, key_mask=key_mask, bias=bias, alibi=alibi, dropout_p=p
+        )

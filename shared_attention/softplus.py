@@ -27,7 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_bias, check_key_mask, check_qkv
+from ._checks import (
+    check_alibi,
+    check_bias,
+    check_key_lengths,
+    check_key_mask,
+    check_qkv,
+    merge_padding,
+    with_alibi,
+)
 from ._rows import rowwise_attention
 from .multihead import MultiHeadAttention
 
@@ -57,7 +65,9 @@ def softplus_attention(
     *,
     causal: bool = False,
     key_mask: Tensor | None = None,
+    key_lengths: Tensor | None = None,
     bias: Tensor | None = None,
+    alibi: Tensor | None = None,
     train_length: int = 512,
     reweight_power: float | None = None,
     scale: float | None = None,
@@ -65,15 +75,15 @@ def softplus_attention(
     """Softplus attention (LSSA), optionally re-weighted (LSSAR), over ``[b, h, seq, d]`` tensors.
 
     Args:
-        q, k, v, causal, key_mask, bias, scale: as in :func:`softmax_attention`.
+        q, k, v, causal, key_mask, key_lengths, bias, alibi, scale: as in :func:`softmax_attention`.
         train_length: ``n_train`` of the length scale ``log n / log n_train`` (at least 2).
         reweight_power: the power ``p >= 1`` of the re-weighting; None for plain LSSA.
     Returns:
         ``[b, h, n_q, d_v]``.
     """
     b, h, n_q, n_k, _ = check_qkv(q, k, v)
-    key_mask = check_key_mask(key_mask, b, n_k)
-    bias = check_bias(bias, b, h, n_q, n_k)
+    key_mask = merge_padding(check_key_mask(key_mask, b, n_k), check_key_lengths(key_lengths, b, n_k), n_k)
+    bias = with_alibi(check_bias(bias, b, h, n_q, n_k), check_alibi(alibi, h), n_q, n_k, causal)
     if not isinstance(train_length, int) or train_length < 2:
         raise ValueError(f"train_length must be an int >= 2, got {train_length!r}")
     if reweight_power is not None and not reweight_power >= 1:
@@ -111,7 +121,15 @@ class SoftplusAttention(MultiHeadAttention):
         self.train_length = train_length
         self.reweight_power = reweight_power
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, bias: Tensor | None) -> Tensor:
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        key_mask: Tensor | None,
+        bias: Tensor | None,
+        alibi: Tensor | None,
+    ) -> Tensor:
         return softplus_attention(
             q,
             k,
@@ -119,6 +137,7 @@ class SoftplusAttention(MultiHeadAttention):
             causal=self.causal,
             key_mask=key_mask,
             bias=bias,
+            alibi=alibi,
             train_length=self.train_length,
             reweight_power=self.reweight_power,
         )

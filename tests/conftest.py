@@ -15,6 +15,11 @@ import socket
 import pytest
 import torch
 
+# Without a GPU the Triton kernels run in Triton's interpreter; the flag must be set before any kernel
+# module is imported (it is read when @triton.jit decorates), which the test modules do after this.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
