@@ -252,12 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     correctness = check_correctness(device, dtype, args.smoke)
     attention = attention_speed(device, dtype, args.smoke)
     lightning = lightning_speed(device, dtype, args.smoke)
-    from benchmarks.common import provenance
-
     import triton
 
+    from benchmarks.common import provenance
+
+    title = (
+        "## Triton kernels (smoke run on the CPU interpreter)" if args.smoke else "## Triton kernels (GPU)"
+    )
     text = "\n".join([
-        "## Triton kernels (GPU)" if not args.smoke else "## Triton kernels (smoke run on the CPU interpreter)",
+        title,
         "",
         provenance() + f" Triton {triton.__version__}.",
         "Rerun: `python -m benchmarks.kernels --write` on the GPU machine.",
