@@ -69,11 +69,7 @@ def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md with ``markdown``."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     block = f"{begin}\n{markdown.rstrip()}\n{end}\n"
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmark results\n\nMeasured tables, newest run of each.\n\n"
-    )
+    text = path.read_text() if path.exists() else "# Benchmark results\n\nMeasured tables, newest run of each.\n\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
     path.write_text(text)

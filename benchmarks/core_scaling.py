@@ -83,9 +83,7 @@ def run_point(mechanism: str, length: int, threads: int, timeout_s: float) -> di
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def fit_exponent(
-    points: dict[int, dict], *, from_length: int = FIT_FROM, last: int | None = None
-) -> float | None:
+def fit_exponent(points: dict[int, dict], *, from_length: int = FIT_FROM, last: int | None = None) -> float | None:
     """Least-squares slope of log(seconds) on log(length) over lengths >= ``from_length`` (or only the
     ``last`` measured lengths); None with fewer than two points."""
     measured = [(n, p["seconds"]) for n, p in sorted(points.items()) if n >= from_length and "seconds" in p]
@@ -174,9 +172,7 @@ def report(results: dict[str, dict[int, dict]], lengths: list[int], threads: int
         span = f"{measured[0]:,}–{measured[-1]:,}" if measured else "none"
         fitted = f"**{k:.2f}**" if k is not None else "n/a"
         tail_text = f", {tail:.2f} over the three longest" if tail is not None and len(measured) >= 3 else ""
-        lines.append(
-            f"- {m}: {fitted}{tail_text} (measured {span} tokens{'; ' + '; '.join(notes) if notes else ''})"
-        )
+        lines.append(f"- {m}: {fitted}{tail_text} (measured {span} tokens{'; ' + '; '.join(notes) if notes else ''})")
     return "\n".join(lines) + "\n"
 
 
@@ -187,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=60.0, help="skip points predicted slower than this")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
-    parser.add_argument(
-        "--worker", nargs=3, metavar=("MECHANISM", "LENGTH", "THREADS"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--worker", nargs=3, metavar=("MECHANISM", "LENGTH", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:

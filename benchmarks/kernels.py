@@ -227,17 +227,13 @@ def _markdown(rows: list[dict]) -> str:
     keys = list(rows[0])
     out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
-        out.append(
-            "| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |"
-        )
+        out.append("| " + " | ".join(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |")
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--smoke", action="store_true", help="CPU interpreter, tiny shapes (checks the script)"
-    )
+    parser.add_argument("--smoke", action="store_true", help="CPU interpreter, tiny shapes (checks the script)")
     parser.add_argument("--write", action="store_true", help="write the tables into benchmarks/RESULTS.md")
     parser.add_argument("--json", help="also dump the raw rows to this file")
     args = parser.parse_args(argv)
@@ -256,9 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.common import provenance
 
-    title = (
-        "## Triton kernels (smoke run on the CPU interpreter)" if args.smoke else "## Triton kernels (GPU)"
-    )
+    title = "## Triton kernels (smoke run on the CPU interpreter)" if args.smoke else "## Triton kernels (GPU)"
     text = "\n".join([
         title,
         "",

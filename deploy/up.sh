@@ -61,6 +61,8 @@ TRAIN=(
   "pointer-tsp-attention pipelines.pointer quick-tsp"
   "pointer-convex-hull-ptrnet pipelines.pointer quick-hull"
   "pointer-delaunay-ptrnet pipelines.pointer quick-delaunay"
+  "recommend-next-markov-mqsa-ted pipelines.recommendation quick-next"
+  "recommend-ctr-synthetic-hiformer pipelines.recommendation quick-ctr"
 )
 for entry in "${TRAIN[@]}"; do
   read -r model module preset <<<"$entry"
@@ -95,16 +97,20 @@ wait_for "every Serve app to be RUNNING" 300 running
 # --- one sample request per app ---
 BASE="http://127.0.0.1:$SERVE_PORT"
 sample=$("$PY" -c "import json, random; random.seed(0); print(json.dumps({'points': [[random.random(), random.random()] for _ in range(20)]}))")
-for path in /pointer/tsp /pointer/convex-hull /pointer/delaunay; do
-  code=$(curl -s -o "$RUN/sample.json" -w '%{http_code}' -H 'content-type: application/json' -d "$sample" "$BASE$path")
+ranked='{"features": {"f0": "1", "f1": "2", "f2": "3", "f3": "4", "f4": "5", "f5": "6", "f6": "7", "f7": "8"}, "candidates": [{"d0": 0.1, "d1": 0.2}, {"d0": -1, "d1": 1}]}'
+for request in "/pointer/tsp|$sample" "/pointer/convex-hull|$sample" "/pointer/delaunay|$sample" \
+               '/recommend/next|{"history": ["1", "2", "3"], "k": 5}' "/recommend/rank|$ranked"; do
+  path="${request%%|*}"; body="${request#*|}"
+  code=$(curl -s -o "$RUN/sample.json" -w '%{http_code}' -H 'content-type: application/json' -d "$body" "$BASE$path")
   if [ "$code" != "200" ]; then say "sample request to $path failed ($code): $(cat "$RUN/sample.json")"; exit 1; fi
-  say "POST $path -> 200 $(head -c 120 "$RUN/sample.json")..."
+  say "POST $path -> 200 $(head -c 110 "$RUN/sample.json")..."
 done
 
 say "everything is up"
 cat <<EOF
 
   Pointer solver API docs  $BASE/pointer/docs
+  Recommendation API docs  $BASE/recommend/docs
   Ray dashboard            $RAY_API   (token: ~/.ray/auth_token)
   MLflow UI                $MLFLOW_URI
 

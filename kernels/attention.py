@@ -119,9 +119,7 @@ def _fwd_kernel(
     pid_bh = tl.program_id(1)
     b = pid_bh // H
     h = pid_bh % H
-    kv_len, slope, bias = _seq_setup(
-        Lengths, Slopes, b, h, N_K, sig_bias, HAS_LENGTHS, HAS_ALIBI, SIG_LOG_LEN
-    )
+    kv_len, slope, bias = _seq_setup(Lengths, Slopes, b, h, N_K, sig_bias, HAS_LENGTHS, HAS_ALIBI, SIG_LOG_LEN)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     q = tl.load(
@@ -194,9 +192,7 @@ def _bwd_dkdv_kernel(
     pid_bh = tl.program_id(1)
     b = pid_bh // H
     h = pid_bh % H
-    kv_len, slope, bias = _seq_setup(
-        Lengths, Slopes, b, h, N_K, sig_bias, HAS_LENGTHS, HAS_ALIBI, SIG_LOG_LEN
-    )
+    kv_len, slope, bias = _seq_setup(Lengths, Slopes, b, h, N_K, sig_bias, HAS_LENGTHS, HAS_ALIBI, SIG_LOG_LEN)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     kv_mask = offs_n < kv_len
@@ -281,9 +277,7 @@ def _bwd_dq_kernel(
     pid_bh = tl.program_id(1)
     b = pid_bh // H
     h = pid_bh % H
-    kv_len, slope, bias = _seq_setup(
-        Lengths, Slopes, b, h, N_K, sig_bias, HAS_LENGTHS, HAS_ALIBI, SIG_LOG_LEN
-    )
+    kv_len, slope, bias = _seq_setup(Lengths, Slopes, b, h, N_K, sig_bias, HAS_LENGTHS, HAS_ALIBI, SIG_LOG_LEN)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     row_mask = offs_m < N_Q
@@ -337,9 +331,7 @@ def _bwd_dq_kernel(
 
 
 _fwd_tuned = triton.autotune(CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "SCORE", "CAUSAL"])(_fwd_kernel)
-_dkdv_tuned = triton.autotune(BWD_CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "SCORE", "CAUSAL"])(
-    _bwd_dkdv_kernel
-)
+_dkdv_tuned = triton.autotune(BWD_CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "SCORE", "CAUSAL"])(_bwd_dkdv_kernel)
 _dq_tuned = triton.autotune(BWD_CONFIGS, key=["N_Q", "N_K", "HEAD_DIM", "SCORE", "CAUSAL"])(_bwd_dq_kernel)
 
 
@@ -436,9 +428,7 @@ def attention_backward(q, k, v, o, lse, do, setup: _Setup, config=None):
 
 class FusedAttention(torch.autograd.Function):
     @staticmethod
-    def forward(
-        ctx, q, k, v, score, causal, key_lengths, alibi_slopes, scale, sigmoid_bias, fwd_config, bwd_config
-    ):
+    def forward(ctx, q, k, v, score, causal, key_lengths, alibi_slopes, scale, sigmoid_bias, fwd_config, bwd_config):
         setup = _Setup(q, k, score, causal, key_lengths, alibi_slopes, scale, sigmoid_bias)
         o, lse = attention_forward(q, k, v, setup, fwd_config)
         ctx.save_for_backward(q, k, v, o, lse)

@@ -109,9 +109,7 @@ def _lightning_kernel(
 _tuned = triton.autotune(CONFIGS, key=["N", "QK_DIM", "V_DIM", "REVERSE"])(_lightning_kernel)
 
 
-def _pass(
-    q, k, v, slopes, lengths, *, reverse: bool, mask_q: bool, mask_kv: bool, config=None
-) -> torch.Tensor:
+def _pass(q, k, v, slopes, lengths, *, reverse: bool, mask_q: bool, mask_kv: bool, config=None) -> torch.Tensor:
     b, h, n, d = q.shape
     e = v.shape[-1]
     if POISON_OUTPUTS:

@@ -56,14 +56,10 @@ def _label(options: Options) -> str:
     return text[options.decode] + (" + 2-opt/Or-opt" if options.polish else "")
 
 
-def _row(
-    task: str, kind: str, version: str, n: int, options: Options, summary: dict[str, float], ms: float
-) -> dict:
+def _row(task: str, kind: str, version: str, n: int, options: Options, summary: dict[str, float], ms: float) -> dict:
     row: dict[str, Any] = {"model": f"{kind} v{version}", "n": n, "decode": _label(options)}
     if task == "tsp":
-        row.update(
-            {"length": summary["length"], "reference": summary["optimal"], "gap %": summary["gap_pct"]}
-        )
+        row.update({"length": summary["length"], "reference": summary["optimal"], "gap %": summary["gap_pct"]})
     elif task == "convex_hull":
         row.update(
             {
@@ -73,9 +69,7 @@ def _row(
             }
         )
     else:
-        row.update(
-            {"accuracy %": 100 * summary["accuracy"], "triangles %": 100 * summary["triangle_coverage"]}
-        )
+        row.update({"accuracy %": 100 * summary["accuracy"], "triangles %": 100 * summary["triangle_coverage"]})
     row["paper (Ptr-Net)"] = PAPER.get((task, n), "")
     row["ms / instance"] = ms
     return row
@@ -160,9 +154,7 @@ def tsplib_table(folder: Path, max_cities: int = 200) -> list[dict[str, Any]]:
             tour = solve_many(model, "tsp", [points], options)[0]["tour"]
             polished = problems.polish(dist, tour)
             row[f"{_label(options)} gap %"] = 100 * (problems.tour_cost(dist, tour) / optimum - 1)
-            row[f"{_label(options)} + polish gap %"] = 100 * (
-                problems.tour_cost(dist, polished) / optimum - 1
-            )
+            row[f"{_label(options)} + polish gap %"] = 100 * (problems.tour_cost(dist, polished) / optimum - 1)
             row[f"{_label(options)} + polish s"] = time.perf_counter() - start
         rows.append(row)
         log.info("TSPLIB %s: %s", instance.name, row)

@@ -51,9 +51,7 @@ def use_triton(
         return None
     found = kernels(module)
     if found is not None and why_not is None and not found.supported(q, k, v):
-        why_not = (
-            f"shapes/dtypes q {tuple(q.shape)} {q.dtype}, v {tuple(v.shape)} are outside the kernels' range"
-        )
+        why_not = f"shapes/dtypes q {tuple(q.shape)} {q.dtype}, v {tuple(v.shape)} are outside the kernels' range"
     if chosen == "auto":
         return found if found is not None and q.is_cuda and why_not is None else None
     if found is None:

@@ -23,9 +23,7 @@ def check_tensor(name: str, x: object, ndim: int | tuple[int, ...] | None = None
     return x
 
 
-def check_qkv(
-    q: Tensor, k: Tensor, v: Tensor, *, same_length: bool = False
-) -> tuple[int, int, int, int, int]:
+def check_qkv(q: Tensor, k: Tensor, v: Tensor, *, same_length: bool = False) -> tuple[int, int, int, int, int]:
     """Check the ``[batch, heads, seq, head_dim]`` layout; return ``(batch, heads, n_q, n_k, d_v)``.
 
     ``q`` and ``k`` share ``head_dim``; ``k`` and ``v`` share ``seq``; batch and heads must agree.
@@ -129,11 +127,7 @@ def check_key_lengths(key_lengths: Tensor | None, batch: int, n_k: int) -> Tenso
         raise TypeError(f"key_lengths must be an integer tensor, got dtype {key_lengths.dtype}")
     if key_lengths.shape[0] != batch:
         raise ValueError(f"key_lengths must have shape [{batch}], got {tuple(key_lengths.shape)}")
-    if (
-        not key_lengths.is_cuda
-        and key_lengths.numel()
-        and (int(key_lengths.min()) < 0 or int(key_lengths.max()) > n_k)
-    ):
+    if not key_lengths.is_cuda and key_lengths.numel() and (int(key_lengths.min()) < 0 or int(key_lengths.max()) > n_k):
         raise ValueError(f"key_lengths must lie in [0, {n_k}], got {key_lengths.tolist()}")
     return key_lengths
 

@@ -176,9 +176,7 @@ class HyenaOperator(nn.Module):
         width = (order + 1) * d_model
         self.in_proj = nn.Linear(d_model, width)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.short_filter = nn.Conv1d(
-            width, width, short_filter_order, padding=short_filter_order - 1, groups=width
-        )
+        self.short_filter = nn.Conv1d(width, width, short_filter_order, padding=short_filter_order - 1, groups=width)
         self.filter = HyenaFilter(
             d_model * (order - 1),
             l_max,
@@ -202,9 +200,7 @@ class HyenaOperator(nn.Module):
         keep = None
         if mask is not None:
             if mask.dtype != torch.bool or tuple(mask.shape) != (b, length):
-                raise ValueError(
-                    f"mask must be bool of shape {(b, length)}, got {mask.dtype} {tuple(mask.shape)}"
-                )
+                raise ValueError(f"mask must be bool of shape {(b, length)}, got {mask.dtype} {tuple(mask.shape)}")
             keep = mask.unsqueeze(1).to(u.dtype)  # [b, 1, L]
         z = self.in_proj(u).transpose(1, 2)
         if keep is not None:  # padded inputs must not reach real positions through the short conv...

@@ -66,9 +66,7 @@ class LargeKernelAttention(nn.Module):
         local, dilated = lka_kernel_sizes(kernel_size, dilation)
         self.dilation = dilation
         self.local = nn.Conv2d(dim, dim, local, padding=local // 2, groups=dim)
-        self.dilated = nn.Conv2d(
-            dim, dim, dilated, padding=dilation * (dilated // 2), dilation=dilation, groups=dim
-        )
+        self.dilated = nn.Conv2d(dim, dim, dilated, padding=dilation * (dilated // 2), dilation=dilation, groups=dim)
         self.pointwise = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:

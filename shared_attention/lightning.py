@@ -152,11 +152,7 @@ def _chunked_causal(
     out = torch.matmul(scores, vb)  # intra-block part, [b, h, NB, C, e]
     block_kv = torch.matmul((kb * k_decay.view(1, h, 1, block, 1)).transpose(-1, -2), vb)  # [b,h,NB,d,e]
 
-    state = (
-        torch.zeros(b, h, d, e, device=q.device, dtype=dtype)
-        if initial_state is None
-        else initial_state.to(dtype)
-    )
+    state = torch.zeros(b, h, d, e, device=q.device, dtype=dtype) if initial_state is None else initial_state.to(dtype)
     states_before = []
     for i in range(num_blocks):
         states_before.append(state)
@@ -178,9 +174,7 @@ def _chunked_causal(
     return out.to(v.dtype), final_state
 
 
-def _noncausal(
-    q: Tensor, k: Tensor, v: Tensor, slopes: Tensor, key_mask: Tensor | None, block: int
-) -> Tensor:
+def _noncausal(q: Tensor, k: Tensor, v: Tensor, slopes: Tensor, key_mask: Tensor | None, block: int) -> Tensor:
     k, v = _mask_keys(k, v, key_mask)
     forward, _ = _chunked_causal(q, k, v, slopes, block, None, False)
     backward, _ = _chunked_causal(q.flip(2), k.flip(2), v.flip(2), slopes, block, None, False)
@@ -204,9 +198,7 @@ def lightning_step(
     b, h, d = q_t.shape
     e = v_t.shape[-1]
     if tuple(k_t.shape) != (b, h, d) or v_t.shape[:2] != (b, h):
-        raise ValueError(
-            f"k_t must be {(b, h, d)} and v_t [b, h, e]; got {tuple(k_t.shape)}, {tuple(v_t.shape)}"
-        )
+        raise ValueError(f"k_t must be {(b, h, d)} and v_t [b, h, e]; got {tuple(k_t.shape)}, {tuple(v_t.shape)}")
     slopes = _check_slopes(slopes, h, q_t.device)
     dtype = _compute_dtype(q_t.dtype)
     if state is None:

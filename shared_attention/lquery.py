@@ -101,7 +101,8 @@ class LQuerySelfAttention(nn.Module):
         """``LN(q̄)``: the normalised averaged representations (also MQSA's residual branch)."""
         return self.query_norm(window_mean(x, self.window, key_mask))
 
-    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, key_mask: Tensor | None = None, query_source: Tensor | None = None) -> Tensor:
+        """``query_source``: :meth:`query_source` when the caller already computed it (for its residual)."""
         check_tensor("x", x, 3)
         b, n, _ = x.shape
         check_key_mask(key_mask, b, n)
@@ -109,7 +110,8 @@ class LQuerySelfAttention(nn.Module):
         def heads(t: Tensor) -> Tensor:
             return t.view(b, n, self.num_heads, -1).transpose(1, 2)
 
-        q = heads(self.q_proj(self.query_source(x, key_mask)))
+        source = self.query_source(x, key_mask) if query_source is None else query_source
+        q = heads(self.q_proj(source))
         out = softmax_attention(
             q,
             heads(self.k_proj(x)),

@@ -56,9 +56,7 @@ def pointer_log_probs(
     if mask is not None:
         want = (b, n) if single else (b, q.shape[1], n)
         if mask.dtype != torch.bool or tuple(mask.shape) != want:
-            raise ValueError(
-                f"mask must be a bool tensor of shape {want}, got {mask.dtype} {tuple(mask.shape)}"
-            )
+            raise ValueError(f"mask must be a bool tensor of shape {want}, got {mask.dtype} {tuple(mask.shape)}")
         m = mask.unsqueeze(1) if single else mask
         if not bool(m.any(dim=-1).all()):
             raise ValueError("mask leaves a row with no position to point at")

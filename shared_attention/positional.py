@@ -68,9 +68,7 @@ def rope_angles(positions: Tensor, head_dim: int, base: float = 10000.0) -> tupl
     if head_dim % 2:
         raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
     check_positive("base", base)
-    inv_freq = base ** (
-        -torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim
-    )
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
     angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq  # [n, d/2]
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos().float(), angles.sin().float()
@@ -83,9 +81,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """
     check_tensor("x", x)
     if x.shape[-1] != cos.shape[-1] or x.shape[-2] != cos.shape[-2]:
-        raise ValueError(
-            f"x of shape {tuple(x.shape)} does not match RoPE tables of shape {tuple(cos.shape)}"
-        )
+        raise ValueError(f"x of shape {tuple(x.shape)} does not match RoPE tables of shape {tuple(cos.shape)}")
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     rotated = torch.cat([-x2, x1], dim=-1)

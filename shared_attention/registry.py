@@ -44,9 +44,7 @@ MECHANISMS: dict[str, Mechanism] = {
     m.name: m
     for m in (
         Mechanism("softmax", softmax_attention, SoftmaxAttention, "scaled dot-product attention", True),
-        Mechanism(
-            "sigmoid", sigmoid_attention, SigmoidAttention, "sigmoid(qk/√d - log n), no normalisation", True
-        ),
+        Mechanism("sigmoid", sigmoid_attention, SigmoidAttention, "sigmoid(qk/√d - log n), no normalisation", True),
         Mechanism(
             "softplus",
             softplus_attention,
@@ -54,9 +52,7 @@ MECHANISMS: dict[str, Mechanism] = {
             "ℓ1-normalised softplus, log-length scale",
             True,
         ),
-        Mechanism(
-            "lightning", lightning_attention, LightningAttention, "decayed linear attention, chunked", True
-        ),
+        Mechanism("lightning", lightning_attention, LightningAttention, "decayed linear attention, chunked", True),
         Mechanism("agent", agent_attention, AgentAttention, "agent aggregation then broadcast", False),
         Mechanism(
             "bilevel_routing",
@@ -72,12 +68,8 @@ MECHANISMS: dict[str, Mechanism] = {
             "decomposed large-kernel conv",
             False,
         ),
-        Mechanism(
-            "heterogeneous", heterogeneous_attention, HeterogeneousAttention, "per-feature projections", False
-        ),
-        Mechanism(
-            "hiformer", hiformer_attention, HiformerAttention, "composite projections, low rank", False
-        ),
+        Mechanism("heterogeneous", heterogeneous_attention, HeterogeneousAttention, "per-feature projections", False),
+        Mechanism("hiformer", hiformer_attention, HiformerAttention, "composite projections, low rank", False),
         Mechanism("lquery", lquery_attention, LQuerySelfAttention, "query = mean of the last L items", False),
         Mechanism("pointer", pointer_log_probs, PointerAttention, "additive attention over inputs", False),
         Mechanism("hyena", fft_long_conv, HyenaOperator, "implicit long convolution by FFT", False),

@@ -91,9 +91,7 @@ def sigmoid_attention(
         w = torch.sigmoid(scores + offset.to(scores.dtype))
         return w.masked_fill(~visible, 0.0)
 
-    return rowwise_attention(
-        q, k, v, scale=s, causal=causal, key_mask=key_mask, bias=bias, weights_fn=weights
-    )
+    return rowwise_attention(q, k, v, scale=s, causal=causal, key_mask=key_mask, bias=bias, weights_fn=weights)
 
 
 class SigmoidAttention(MultiHeadAttention):

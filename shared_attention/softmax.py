@@ -87,9 +87,7 @@ def softmax_attention(
     if mask is None:
         if bias is None:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout_p, scale=scale
-        )
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout_p, scale=scale)
 
     # Rows with no visible key would be all -inf (NaN after softmax, NaN gradients): open them for the
     # kernel and zero their output afterwards.
@@ -153,6 +151,4 @@ class SoftmaxAttention(MultiHeadAttention):
         alibi: Tensor | None,
     ) -> Tensor:
         p = self.attn_dropout if self.training else 0.0
-        return softmax_attention(
-            q, k, v, causal=self.causal, key_mask=key_mask, bias=bias, alibi=alibi, dropout_p=p
-        )
+        return softmax_attention(q, k, v, causal=self.causal, key_mask=key_mask, bias=bias, alibi=alibi, dropout_p=p)

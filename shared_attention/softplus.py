@@ -40,9 +40,7 @@ from ._rows import rowwise_attention
 from .multihead import MultiHeadAttention
 
 
-def softplus_weights(
-    scores: Tensor, visible: Tensor, *, train_length: int, reweight_power: float | None
-) -> Tensor:
+def softplus_weights(scores: Tensor, visible: Tensor, *, train_length: int, reweight_power: float | None) -> Tensor:
     """LSSA / LSSAR weights for a block of score rows (``visible`` broadcasts to ``scores``)."""
     visible = visible.expand_as(scores)
     n_i = visible.sum(dim=-1, keepdim=True).to(scores.dtype)
@@ -93,9 +91,7 @@ def softplus_attention(
     def weights(scores: Tensor, visible: Tensor, rows: slice) -> Tensor:
         return softplus_weights(scores, visible, train_length=train_length, reweight_power=reweight_power)
 
-    return rowwise_attention(
-        q, k, v, scale=s, causal=causal, key_mask=key_mask, bias=bias, weights_fn=weights
-    )
+    return rowwise_attention(q, k, v, scale=s, causal=causal, key_mask=key_mask, bias=bias, weights_fn=weights)
 
 
 class SoftplusAttention(MultiHeadAttention):

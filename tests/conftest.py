@@ -81,3 +81,15 @@ def trained_hull(ray_cluster):
     from pipelines.pointer import PointerPipeline
 
     return train(PointerPipeline, "tiny-hull", workers=0)
+
+
+@pytest.fixture(scope="session")
+def trained_recommenders(ray_cluster):
+    """tiny-next (Markov sequences, 2 Ray Train workers) and tiny-ctr (synthetic clicks, in-process)."""
+    from pipelines.common.harness import train
+    from pipelines.recommendation import RecommendationPipeline
+
+    return {
+        "next": train(RecommendationPipeline, "tiny-next", workers=2),
+        "rank": train(RecommendationPipeline, "tiny-ctr", workers=0),
+    }

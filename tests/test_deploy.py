@@ -12,7 +12,11 @@ from services.common.artifacts import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-ROUTES = {"pointer": "/pointer"}  # domain app -> route prefix, as the README and issues define them
+ROUTES = {"pointer": "/pointer", "recommend": "/recommend"}
+PIPELINES = {
+    "pointer",
+    "recommendation",
+}  # each needs a RayJob manifest  # domain app -> route prefix, as the README and issues define them
 
 
 def _serve_config() -> dict:
@@ -66,7 +70,7 @@ def test_rayjobs_name_existing_pipelines_and_presets():
         assert manifest["kind"] == "RayJob"
         _entrypoint_exists(manifest["spec"]["entrypoint"])
         covered.add(shlex.split(manifest["spec"]["entrypoint"])[2])
-    pipelines = {f"pipelines.{p.stem}" for p in (ROOT / "pipelines").glob("*.py") if p.stem in ROUTES}
+    pipelines = {f"pipelines.{p.stem}" for p in (ROOT / "pipelines").glob("*.py") if p.stem in PIPELINES}
     assert pipelines <= covered, f"pipelines without a RayJob: {pipelines - covered}"
 
 
@@ -76,6 +80,6 @@ def test_cluster_launcher_config_and_up_script_entrypoints():
     assert any("pip install -e" in c for c in cluster["setup_commands"])
     up = (DEPLOY / "up.sh").read_text()
     for line in up.splitlines():
-        if line.strip().startswith('"pointer-'):
+        if line.strip().startswith(('"pointer-', '"recommend-')):
             _, module, preset = line.strip().strip('"').split()
             _entrypoint_exists(f"python -m {module} train --preset {preset}")

@@ -11,8 +11,9 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
-from .harness import Pipeline, markdown_table, set_experiment, train
+from .harness import Pipeline, markdown_table, metric_name, set_experiment, train
 
 
 def _setup_logging() -> None:
@@ -28,7 +29,11 @@ def main(
     argv: list[str] | None = None,
     extra: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]]
     | None = None,
+    train_options: tuple[Callable[[argparse.ArgumentParser], None], Callable[[Any, argparse.Namespace], Any]]
+    | None = None,
 ) -> int:
+    """Run the pipeline CLI. ``extra`` adds commands; ``train_options`` = (add arguments to ``train`` and
+    ``evaluate``, turn them into preset overrides) for domain options such as ``--model``."""
     parser = argparse.ArgumentParser(prog=f"python -m pipelines.{pipeline_cls.domain}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -46,11 +51,15 @@ def main(
     t.add_argument("--workers", type=int, help="Ray Train workers (0 = in-process); default from the preset")
     t.add_argument("--epochs", type=int, help="override the preset's epochs")
     t.add_argument("--no-promote", action="store_true", help="register but never move the champion alias")
+    if train_options:
+        train_options[0](t)
 
     e = sub.add_parser("evaluate", help="evaluate a registered model version (default: the champion)")
     e.add_argument("--preset", required=True, choices=sorted(pipeline_cls.presets))
     e.add_argument("--data")
     e.add_argument("--version", help="registered version (default: the @champion alias)")
+    if train_options:
+        train_options[0](e)
 
     sub.add_parser("presets", help="list the presets with their settings")
     for name, (configure, _) in (extra or {}).items():
@@ -66,6 +75,8 @@ def main(
         preset = pipeline_cls.preset_named(args.preset)
         if args.epochs:
             preset = dataclasses.replace(preset, epochs=args.epochs)
+        if train_options:
+            preset = train_options[1](preset, args)
         outcome = train(
             pipeline_cls,
             preset,
@@ -81,24 +92,25 @@ def main(
         )
         return 0
     if args.command == "evaluate":
-        return _evaluate(pipeline_cls, args)
+        return _evaluate(pipeline_cls, args, train_options)
     return extra[args.command][1](args)
 
 
-def _evaluate(pipeline_cls: type[Pipeline], args: argparse.Namespace) -> int:
+def _evaluate(pipeline_cls: type[Pipeline], args: argparse.Namespace, train_options=None) -> int:
     import mlflow
 
     from services.common import registry
 
-    pipeline = pipeline_cls(pipeline_cls.preset_named(args.preset), args.data)
+    preset = pipeline_cls.preset_named(args.preset)
+    if train_options:
+        preset = train_options[1](preset, args)
+    pipeline = pipeline_cls(preset, args.data)
     experiment = set_experiment(pipeline.domain)
     model, info = registry.load_registered(pipeline.registered_name, version=args.version)
     evaluation = pipeline.evaluate(model)
-    with mlflow.start_run(
-        run_name=f"evaluate-{info.name}-v{info.version}", experiment_id=experiment.experiment_id
-    ):
+    with mlflow.start_run(run_name=f"evaluate-{info.name}-v{info.version}", experiment_id=experiment.experiment_id):
         mlflow.set_tags({"evaluates": f"{info.name}/{info.version}", "source_run": info.run_id or ""})
-        mlflow.log_metrics({f"eval/{k}": float(v) for k, v in evaluation.metrics.items()})
+        mlflow.log_metrics({metric_name(f"eval/{k}"): float(v) for k, v in evaluation.metrics.items()})
         mlflow.log_text(markdown_table(evaluation.table), "evaluation/table.md")
         for artifact, figure in evaluation.figures.items():
             mlflow.log_figure(figure, f"plots/{artifact}")

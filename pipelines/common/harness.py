@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -101,9 +102,7 @@ class Pipeline(ABC):
         try:
             return cls.presets[name]
         except KeyError:
-            raise ValueError(
-                f"unknown preset {name!r} for {cls.domain}; known: {', '.join(cls.presets)}"
-            ) from None
+            raise ValueError(f"unknown preset {name!r} for {cls.domain}; known: {', '.join(cls.presets)}") from None
 
     @property
     @abstractmethod
@@ -141,6 +140,13 @@ class Pipeline(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore :meth:`state_dict`."""
+
+    def should_stop(self) -> bool:
+        """Early stopping: checked on every worker after :meth:`end_epoch` (must agree across workers)."""
+        return False
+
+    def finalize(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Adjust the final model before evaluation (e.g. load the best epoch's weights)."""
 
     def build_optimizer(self, model: nn.Module, total_steps: int):
         """AdamW with linear warm-up then cosine decay to 10% of the peak rate."""
@@ -198,6 +204,11 @@ def set_experiment(name: str):
 
 
 # ----------------------------------------------------------------------------------------- the worker loop
+def metric_name(key: str) -> str:
+    """MLflow accepts letters, digits and ``_-. :/`` in metric names: ``HR@10`` becomes ``HR_at_10``."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", key.replace("@", "_at_"))
+
+
 def _flatten_preset(preset: dict[str, Any], prefix: str = "") -> dict[str, str]:
     flat = {}
     for key, value in preset.items():
@@ -304,11 +315,13 @@ def train_loop(config: dict[str, Any]) -> None:
         if client is None or not metrics:
             return
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if np.isfinite(float(v))]
+        batch = [Metric(metric_name(k), float(v), now, step) for k, v in metrics.items() if np.isfinite(float(v))]
         client.log_batch(run_id, metrics=batch)
 
     progress = Progress(steps * (preset.epochs - start_epoch), f"{pipeline.domain}/{preset.name}", every_s=15)
     for epoch in range(start_epoch, preset.epochs):
+        if pipeline.should_stop():  # resumed after an early stop
+            break
         model.train()
         losses, extras = [], {}
         for batch in pipeline.train_batches(epoch, rank, world):
@@ -368,6 +381,10 @@ def train_loop(config: dict[str, Any]) -> None:
                     report_checkpoint = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=report_checkpoint)
         _maybe_fail(config, epoch, rank, world)
+        if pipeline.should_stop():
+            if rank == 0:
+                log.info("early stopping after epoch %d", epoch)
+            break
     progress.close()
 
 
@@ -429,9 +446,7 @@ def qualified_name(obj: Any) -> str:
 
 
 def _latest_run_name(domain: str, preset: str) -> str | None:
-    candidates = sorted(
-        storage_root().glob(f"{domain}-{preset}-*/{RUN_INFO}"), key=lambda p: p.stat().st_mtime
-    )
+    candidates = sorted(storage_root().glob(f"{domain}-{preset}-*/{RUN_INFO}"), key=lambda p: p.stat().st_mtime)
     return candidates[-1].parent.name if candidates else None
 
 
@@ -511,11 +526,11 @@ def train(
     trainer.fit()
     state = latest_checkpoint_on_disk(storage_root() / run_name)
     if state is None:
-        raise RuntimeError(
-            f"training {run_name} finished without a checkpoint in {storage_root() / run_name}"
-        )
+        raise RuntimeError(f"training {run_name} finished without a checkpoint in {storage_root() / run_name}")
     model = pipeline.build_model()
     model.load_state_dict(state["model"])
+    pipeline.load_state_dict(state["pipeline"])
+    pipeline.finalize(model)
     model.eval()
     return finish_run(pipeline, model, run_id, run_name, epochs_completed=state["epoch"] + 1, promote=promote)
 
@@ -546,7 +561,7 @@ def finish_run(
         pass
 
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics({f"eval/{k}": float(v) for k, v in evaluation.metrics.items()})
+        mlflow.log_metrics({metric_name(f"eval/{k}"): float(v) for k, v in evaluation.metrics.items()})
         if evaluation.table:
             columns = {key: [row.get(key) for row in evaluation.table] for key in evaluation.table[0]}
             mlflow.log_table(columns, artifact_file="evaluation/table.json")
@@ -578,12 +593,8 @@ def finish_run(
         if promoted:
             registry.set_champion(name, registered.version)
     verdict = "promoted to champion" if promoted else f"kept champion v{champion_before}"
-    log.info(
-        "%s v%s: %s = %.4f, %s", name, registered.version, evaluation.primary, evaluation.score(), verdict
-    )
-    return TrainOutcome(
-        run_id, run_name, registered.version, promoted, evaluation, champion_before, epochs_completed
-    )
+    log.info("%s v%s: %s = %.4f, %s", name, registered.version, evaluation.primary, evaluation.score(), verdict)
+    return TrainOutcome(run_id, run_name, registered.version, promoted, evaluation, champion_before, epochs_completed)
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -614,9 +625,7 @@ def learning_curves(run_id: str) -> dict[str, Any]:
     fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
         history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
-        ax.plot(
-            [m.step for m in history], [m.value for m in history], marker="." if len(history) < 50 else None
-        )
+        ax.plot([m.step for m in history], [m.value for m in history], marker="." if len(history) < 50 else None)
         ax.set_title(key, fontsize=9)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step (train/*: optimizer steps; epoch metrics: epochs)")

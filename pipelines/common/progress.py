@@ -58,9 +58,7 @@ class Progress:
             head, tail = f"{self.desc}: {self.done}", ""
         text = f"{head} {rate:.2f} it/s elapsed {_clock(elapsed)}{tail}"
         if metrics:
-            shown = " ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
-            )
+            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
             text += f" | {shown}"
         return text
 

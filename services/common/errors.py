@@ -51,21 +51,19 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class InputError(ValueError):
     """Bad input found after schema validation (e.g. duplicate points); maps to 422 by default."""
 
-    def __init__(
-        self, message: str, field: str | None = None, status: int = 422, code: str = "invalid_request"
-    ):
+    def __init__(self, message: str, field: str | None = None, status: int = 422, code: str = "invalid_request"):
         super().__init__(message)
         self.message, self.field, self.status, self.code = message, field, status, code
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    return JSONResponse(
-        status_code=status, content={"error": {"code": code, "message": message, "field": field}}
-    )
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "field": field}})
 
 
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str | None:
-    parts = [str(p) for p in loc if p != "body"]
+    parts = (
+        [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else [str(p) for p in loc]
+    )
     return ".".join(parts) or None
 
 

@@ -76,9 +76,7 @@ def log_model(
     return ModelInfo(registered_name, str(info.registered_model_version), run.info.run_id if run else None)
 
 
-def resolve_version(
-    name: str, *, alias: str | None = "champion", version: str | int | None = None
-) -> ModelInfo:
+def resolve_version(name: str, *, alias: str | None = "champion", version: str | int | None = None) -> ModelInfo:
     """The concrete version behind ``alias`` (or ``version``); ``LookupError`` when there is none."""
     client = MlflowClient()
     try:

@@ -93,9 +93,7 @@ class ModelServer(ABC):
         wanted = {str(k): str(v) for k, v in (user_config.get("versions") or {}).items()}
         unknown = set(wanted) - set(self.names)
         if unknown:
-            raise ValueError(
-                f"user_config versions name unknown models {sorted(unknown)}; known {sorted(self.names)}"
-            )
+            raise ValueError(f"user_config versions name unknown models {sorted(unknown)}; known {sorted(self.names)}")
         for key, name in self.names.items():
             current = self.infos.get(key)
             version = wanted.get(key) or resolve_version(name).version
@@ -148,9 +146,7 @@ async def call_model(handle, payload: dict[str, Any], timeout_s: float) -> dict[
     try:
         result = await asyncio.wait_for(handle.handle_batch.remote(payload), timeout=timeout_s)
     except TimeoutError:
-        raise InputError(
-            f"the request took longer than {timeout_s:g} s", status=504, code="timeout"
-        ) from None
+        raise InputError(f"the request took longer than {timeout_s:g} s", status=504, code="timeout") from None
     if "error" in result:
         err = result["error"]
         raise InputError(err["message"], err.get("field"), status=err.get("status", 422), code=err["code"])
@@ -161,9 +157,7 @@ async def health(handle, timeout_s: float = 5.0) -> dict[str, Any]:
     try:
         models = await asyncio.wait_for(handle.versions.remote(), timeout=timeout_s)
     except Exception as e:  # the model deployment is down or stuck
-        raise InputError(
-            f"model deployment unavailable: {type(e).__name__}", status=503, code="unavailable"
-        ) from e
+        raise InputError(f"model deployment unavailable: {type(e).__name__}", status=503, code="unavailable") from e
     return {"status": "ok", "models": models}
 
 

@@ -184,13 +184,9 @@ class PointerIngress:
         except ValueError as e:
             raise InputError(str(e), field="file") from None
         if instance.dimension > self.max_points:
-            raise InputError(
-                f"file has {instance.dimension} nodes; at most {self.max_points} are allowed", "file"
-            )
+            raise InputError(f"file has {instance.dimension} nodes; at most {self.max_points} are allowed", "file")
         try:
-            points = problems.check_points(
-                instance.planar(), max_points=self.max_points, allow_collinear=True
-            )
+            points = problems.check_points(instance.planar(), max_points=self.max_points, allow_collinear=True)
         except ValueError as e:
             raise InputError(str(e), field="file") from None
         if "tsp" not in self.tasks:

@@ -32,9 +32,7 @@ NEG_INF = float("-inf")
 
 
 def _orient(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-    return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (
-        c[..., 0] - a[..., 0]
-    )
+    return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
 
 
 def _gather_points(points: Tensor, index: Tensor) -> Tensor:
@@ -179,12 +177,7 @@ class HullConstraint(Constraint):
             step1 = left_of.any(dim=2) & ~s["used"]
             allowed[:, :n] |= (count == 1).unsqueeze(1) & step1
         # later steps: left turn at cur, left of p0 -> p1, fan around p0 continues counter-clockwise
-        later = (
-            (_orient(prev, cur, pts) > 0)
-            & (_orient(p0, p1, pts) > 0)
-            & (_orient(p0, cur, pts) > 0)
-            & ~s["used"]
-        )
+        later = (_orient(prev, cur, pts) > 0) & (_orient(p0, p1, pts) > 0) & (_orient(p0, cur, pts) > 0) & ~s["used"]
         allowed[:, :n] |= (count >= 2).unsqueeze(1) & later
         allowed[:, n] = count >= 3
         return self._finished_mask(allowed)
@@ -326,9 +319,7 @@ def greedy(model, points: Tensor, task: str) -> tuple[Tensor, Tensor]:
     return rollout(model, points, task, sample=False)
 
 
-def rollout(
-    model, points: Tensor, task: str, *, sample: bool, temperature: float = 1.0
-) -> tuple[Tensor, Tensor]:
+def rollout(model, points: Tensor, task: str, *, sample: bool, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
     """Greedy (``sample=False``) or sampled decoding; keeps the autograd graph of the log-likelihood
     (REINFORCE needs it); wrap in ``torch.no_grad()`` for inference."""
     constraint = make_constraint(task, points)

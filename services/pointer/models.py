@@ -130,9 +130,7 @@ class AttentionModel(nn.Module):
         self.embed = nn.Linear(2, d)
         self.layers = nn.ModuleList(EncoderLayer(d, heads, config.ff_hidden) for _ in range(config.layers))
         self.end_node = (
-            nn.Parameter(torch.empty(d).uniform_(-1 / math.sqrt(d), 1 / math.sqrt(d)))
-            if config.has_end
-            else None
+            nn.Parameter(torch.empty(d).uniform_(-1 / math.sqrt(d), 1 / math.sqrt(d))) if config.has_end else None
         )
         self.first_placeholder = nn.Parameter(torch.empty(d).uniform_(-1, 1))
         self.last_placeholder = nn.Parameter(torch.empty(d).uniform_(-1, 1))
@@ -169,9 +167,7 @@ class AttentionModel(nn.Module):
         rows = _rows(b)
 
         def pick(index: Tensor, placeholder: Tensor) -> Tensor:
-            return torch.where(
-                (index < 0).unsqueeze(1), placeholder.expand(b, -1), nodes[rows, index.clamp_min(0)]
-            )
+            return torch.where((index < 0).unsqueeze(1), placeholder.expand(b, -1), nodes[rows, index.clamp_min(0)])
 
         context = torch.cat(
             [

@@ -30,9 +30,7 @@ def uniform_points(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
 
 def orientation(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Twice the signed area of triangle ``abc``: > 0 counter-clockwise, < 0 clockwise, 0 collinear."""
-    return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (
-        c[..., 0] - a[..., 0]
-    )
+    return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
 
 
 def check_points(

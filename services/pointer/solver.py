@@ -72,9 +72,7 @@ def answer(task: str, points: np.ndarray, sequence: list[int], options: Options)
     return {"triangles": [[int(i) for i in tri] for tri in result]}
 
 
-def solve_many(
-    model: nn.Module, task: str, instances: list[np.ndarray], options: Options
-) -> list[dict[str, Any]]:
+def solve_many(model: nn.Module, task: str, instances: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
     """Solve instances with one options set; instances of equal size decode together in one batch."""
     results: list[dict[str, Any] | None] = [None] * len(instances)
     by_size: dict[int, list[int]] = {}

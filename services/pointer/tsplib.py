@@ -36,11 +36,7 @@ class TSPInstance:
     def planar(self) -> np.ndarray:
         """Coordinates to feed a planar model: (x, y), or (longitude, latitude) in degrees for GEO."""
         if self.edge_weight_type == "GEO":
-            return (
-                np.stack([_geo_radians(self.coords[:, 1]), _geo_radians(self.coords[:, 0])], 1)
-                * 180
-                / math.pi
-            )
+            return np.stack([_geo_radians(self.coords[:, 1]), _geo_radians(self.coords[:, 0])], 1) * 180 / math.pi
         return self.coords
 
 

@@ -73,10 +73,7 @@ def test_layers_pass_alibi_and_lengths_through_either_backend():
     torch_path = sa.sigmoid_attention(q, k, v, causal=True, alibi=slopes, backend="torch")
     bias = sa.alibi_bias(slopes, 30, 30).unsqueeze(0)
     assert max_rel_err(torch_path, sa.sigmoid_attention(q, k, v, causal=True, bias=bias)) < 1e-6
-    assert (
-        max_rel_err(sa.sigmoid_attention(q, k, v, causal=True, alibi=slopes, backend="triton"), torch_path)
-        < 1e-5
-    )
+    assert max_rel_err(sa.sigmoid_attention(q, k, v, causal=True, alibi=slopes, backend="triton"), torch_path) < 1e-5
     with pytest.raises(ValueError, match="key_lengths must lie in"):
         sa.softmax_attention(q, k, v, key_lengths=torch.tensor([31, 2]))
 

@@ -13,9 +13,7 @@ from services.pointer.models import MODEL_KINDS, build_model
 
 def _tiny(kind: str, task: str):
     torch.manual_seed(0)
-    return build_model(
-        {"kind": kind, "task": task, "hidden": 16, "layers": 1, "heads": 2, "ff_hidden": 32}
-    ).eval()
+    return build_model({"kind": kind, "task": task, "hidden": 16, "layers": 1, "heads": 2, "ff_hidden": 32}).eval()
 
 
 def _valid(task: str, points: np.ndarray, answer) -> bool:
@@ -27,10 +25,7 @@ def _valid(task: str, points: np.ndarray, answer) -> bool:
     return (
         len(triangles) >= 1
         and len(set(triangles)) == len(triangles)
-        and all(
-            a < b < c and abs(problems.orientation(points[a], points[b], points[c])) > 0
-            for a, b, c in triangles
-        )
+        and all(a < b < c and abs(problems.orientation(points[a], points[b], points[c])) > 0 for a, b, c in triangles)
     )
 
 

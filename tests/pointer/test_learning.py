@@ -13,9 +13,7 @@ from services.pointer.models import build_model
 def _hull_accuracy(model, points: np.ndarray) -> float:
     sequences, _ = decoding.greedy(model, torch.from_numpy(points).float(), "convex_hull")
     hits = [
-        problems.same_cycle(
-            decoding.to_answer("convex_hull", seq.tolist(), points.shape[1]), problems.convex_hull(p)
-        )
+        problems.same_cycle(decoding.to_answer("convex_hull", seq.tolist(), points.shape[1]), problems.convex_hull(p))
         for seq, p in zip(sequences, points)
     ]
     return float(np.mean(hits))
@@ -31,9 +29,7 @@ def test_ptrnet_learns_the_convex_hull_by_teacher_forcing():
     losses = []
     model.train()
     for _ in range(300):
-        points, targets = data.labelled_batch(
-            "convex_hull", problems.uniform_points(rng, 64, int(rng.integers(5, 11)))
-        )
+        points, targets = data.labelled_batch("convex_hull", problems.uniform_points(rng, 64, int(rng.integers(5, 11))))
         loss = -decoding.teacher_forcing(model, points, "convex_hull", targets).sum() / (targets >= 0).sum()
         optimizer.zero_grad()
         loss.backward()
@@ -47,9 +43,7 @@ def test_ptrnet_learns_the_convex_hull_by_teacher_forcing():
 def test_attention_model_learns_the_tsp_by_reinforce():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = build_model(
-        {"kind": "attention", "task": "tsp", "hidden": 64, "layers": 2, "heads": 4, "ff_hidden": 128}
-    )
+    model = build_model({"kind": "attention", "task": "tsp", "hidden": 64, "layers": 2, "heads": 4, "ff_hidden": 128})
     test = torch.from_numpy(problems.uniform_points(np.random.default_rng(7), 200, 10)).float()
 
     def greedy_lengths() -> np.ndarray:

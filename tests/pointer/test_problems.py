@@ -45,8 +45,7 @@ def test_local_search_never_worsens_and_heuristic_is_near_exact():
             assert problems.tour_cost(dist, improved) <= problems.tour_cost(dist, start) + 1e-9
         exact, _ = problems.held_karp(dist)
         heuristic = min(
-            problems.tour_cost(dist, problems.polish(dist, problems.nearest_neighbour(dist, s)))
-            for s in range(8)
+            problems.tour_cost(dist, problems.polish(dist, problems.nearest_neighbour(dist, s))) for s in range(8)
         )
         assert heuristic >= exact - 1e-9
         gaps.append(heuristic / exact - 1)
@@ -114,8 +113,7 @@ def test_tsplib_geo_distances_reproduce_the_published_optimum():
 
 def test_tsplib_metrics_and_errors():
     text = (
-        "NAME: t\nTYPE: TSP\nDIMENSION: 3\nEDGE_WEIGHT_TYPE: {kind}\n"
-        "NODE_COORD_SECTION\n1 0 0\n2 3 4\n3 0 5.5\nEOF\n"
+        "NAME: t\nTYPE: TSP\nDIMENSION: 3\nEDGE_WEIGHT_TYPE: {kind}\nNODE_COORD_SECTION\n1 0 0\n2 3 4\n3 0 5.5\nEOF\n"
     )
     euc = tsplib.parse_tsp(text.format(kind="EUC_2D")).distances()
     assert euc[0, 1] == 5 and euc[0, 2] == 6  # nint(5.5) = 6

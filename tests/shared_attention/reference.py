@@ -76,9 +76,7 @@ def sigmoid_ref(q, k, v, *, causal=False, key_mask=None, bias=None, b_value=None
     return _loop(q.to(F64) * s, k, v, causal, key_mask, bias, row)
 
 
-def softplus_ref(
-    q, k, v, *, causal=False, key_mask=None, bias=None, train_length=512, power=None, scale=None
-):
+def softplus_ref(q, k, v, *, causal=False, key_mask=None, bias=None, train_length=512, power=None, scale=None):
     s = q.shape[-1] ** -0.5 if scale is None else scale
 
     def row(scores, vis, _):

@@ -45,9 +45,7 @@ def test_hiformer_composite_projection_and_block_diagonal_special_case():
         return flat.view(b, length, h, dk).transpose(1, 2)
 
     flat_x = x.reshape(b, -1).double()
-    expected = softmax_ref(
-        heads(flat_x @ wq.double()), heads(flat_x @ wk.double()), heads(flat_x @ wv.double())
-    )
+    expected = softmax_ref(heads(flat_x @ wq.double()), heads(flat_x @ wk.double()), heads(flat_x @ wv.double()))
     assert max_rel_err(out, expected) < FP32_REL
     # heterogeneous attention = composite projections restricted to a block diagonal
     per_token = [torch.randn(length, d, h * dk) for _ in range(3)]

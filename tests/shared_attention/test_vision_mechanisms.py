@@ -59,11 +59,7 @@ def test_agent_layer_pools_queries_and_adds_dwc():
     q, k, v = layer.qkv(x).view(2, 37, 3, 2, 8).permute(2, 0, 3, 1, 4)
     patch_q = q[:, :, 1:].reshape(2, 2, 6, 6, 8)
     agents = torch.stack(
-        [
-            patch_q[:, :, i * 3 : i * 3 + 3, j * 3 : j * 3 + 3].mean((2, 3))
-            for i in range(2)
-            for j in range(2)
-        ],
+        [patch_q[:, :, i * 3 : i * 3 + 3, j * 3 : j * 3 + 3].mean((2, 3)) for i in range(2) for j in range(2)],
         dim=2,
     )
     b1, b2 = layer.biases()
