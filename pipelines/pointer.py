@@ -86,16 +86,16 @@ PRESETS: dict[str, PointerPreset] = {
         _p(name="am-tsp20", task="tsp", kind="attention", training="reinforce", n_min=20, n_max=20,
            steps=500, batch_size=256, epochs=24, eval_n=20, eval_size=1000, lr=1e-3, grad_clip=1.0),
         _p(name="ptrnet-tsp10", task="tsp", kind="ptrnet", hidden=256, n_min=5, n_max=10, steps=500,
-           batch_size=128, epochs=20, eval_n=10, eval_size=1000, dataset_size=120_000, lr=1e-3,
+           batch_size=128, epochs=12, eval_n=10, eval_size=1000, dataset_size=60_000, lr=1e-3,
            grad_clip=2.0),
         _p(name="ptrnet-hull50", task="convex_hull", kind="ptrnet", hidden=256, n_min=5, n_max=50,
-           steps=500, batch_size=128, epochs=36, eval_n=50, eval_size=1000, lr=1e-3, grad_clip=2.0),
+           steps=500, batch_size=128, epochs=24, eval_n=50, eval_size=1000, lr=1e-3, grad_clip=2.0),
         _p(name="am-hull50", task="convex_hull", kind="attention", n_min=5, n_max=50, steps=500,
-           batch_size=128, epochs=16, eval_n=50, eval_size=1000, lr=5e-4),
+           batch_size=128, epochs=8, eval_n=50, eval_size=1000, lr=5e-4),
         _p(name="ptrnet-delaunay10", task="delaunay", kind="ptrnet", hidden=256, n_min=5, n_max=10,
-           steps=500, batch_size=128, epochs=20, eval_n=10, eval_size=1000, lr=1e-3, grad_clip=2.0),
+           steps=500, batch_size=128, epochs=12, eval_n=10, eval_size=1000, lr=1e-3, grad_clip=2.0),
         _p(name="am-delaunay10", task="delaunay", kind="attention", n_min=5, n_max=10, steps=500,
-           batch_size=128, epochs=16, eval_n=10, eval_size=1000, lr=5e-4),
+           batch_size=128, epochs=8, eval_n=10, eval_size=1000, lr=5e-4),
     )
 }
 # fmt: on
