@@ -30,9 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.common import provenance
     from services.recommendation.app import build_app
 
-    sections = ["## Serving: /recommend through Ray Serve (CPU)", "", provenance(),
-                "Closed loop after warm-up; one replica (0.5 CPU, 1 torch thread); the load generator runs on the "
-                "same 2 cores. Rerun: `python -m benchmarks.serve_recommend --write` (with `make up` running).", ""]  # fmt: skip
+    method = (
+        "Closed loop after warm-up; one replica (0.5 CPU, 1 torch thread); the load generator runs on the same 2 "
+        "cores. Rerun: `python -m benchmarks.serve_recommend --write` (with `make up` running)."
+    )
+    sections = ["## Serving: /recommend through Ray Serve (CPU)", "", provenance(), method, ""]
     for path, body, what in (("/next", NEXT, "5-item history, top 10 of all items"),
                              ("/rank", RANK, "50 candidates per request")):  # fmt: skip
         rows = sweep("recommend-bench", build_app, {}, path, body, args.concurrency, args.warmup_s, args.window_s)
