@@ -89,9 +89,9 @@ class BiFormer(nn.Module):
             nn.Conv2d(half, embed_dims[0], 3, stride=2, padding=1), nn.BatchNorm2d(embed_dims[0]),
         )  # fmt: skip
         self.downsamples = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(embed_dims[i - 1], embed_dims[i], 3, stride=2, padding=1), nn.BatchNorm2d(embed_dims[i]))
-            for i in range(1, len(depths))
-        )  # fmt: skip
+            nn.Sequential(nn.Conv2d(a, b, 3, stride=2, padding=1), nn.BatchNorm2d(b))
+            for a, b in zip(embed_dims[:-1], embed_dims[1:])
+        )
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.stages = nn.ModuleList()
         cursor = 0
