@@ -102,6 +102,12 @@ def load_registered(
     return model, info
 
 
+def read_registered_config(name: str, version: str) -> dict[str, Any]:
+    """The JSON config of a registered version (its builder and model config), without building it."""
+    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{version}")
+    return read_config(find_model_dir(local))
+
+
 def set_champion(name: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(name, "champion", version)
 
