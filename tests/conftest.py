@@ -93,3 +93,12 @@ def trained_recommenders(ray_cluster):
         "next": train(RecommendationPipeline, "tiny-next", workers=2),
         "rank": train(RecommendationPipeline, "tiny-ctr", workers=0),
     }
+
+
+@pytest.fixture(scope="session")
+def trained_vision(ray_cluster):
+    """tiny-van on scikit-learn's digits, in-process, registered as vision-van-digits."""
+    from pipelines.common.harness import train
+    from pipelines.vision import VisionPipeline
+
+    return train(VisionPipeline, "tiny-van", workers=0)

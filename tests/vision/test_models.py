@@ -1,0 +1,77 @@
+"""Every registered vision model builds through timm, runs forward and backward, exposes timm's model
+surface, and matches its published size at 224² (parameters and multiply-accumulates within 3%)."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import services.vision  # noqa: F401
+from services.vision import models as vm
+
+# (params M, GMACs at 224²) from the papers / official repositories
+PUBLISHED = {
+    "van_b0": (4.11, 0.88),
+    "van_b1": (13.86, 2.52),
+    "biformer_tiny": (13.1, 2.2),
+    "biformer_small": (25.5, 4.5),
+    "agent_deit_tiny": (6.0, 1.2),
+    "agent_deit_small": (22.7, 4.4),
+    "agent_swin_tiny": (29.0, 4.5),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PUBLISHED))
+def test_published_sizes(name):
+    model = timm.create_model(name).eval()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    # the math SDPA backend decomposes attention into matmuls the FLOP counter sees
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
+        model(torch.randn(1, 3, 224, 224))
+    gmacs = counter.get_total_flops() / 2e9  # the counter counts 2 FLOPs per multiply-accumulate
+    want_params, want_gmacs = PUBLISHED[name]
+    assert abs(params / want_params - 1) < 0.03, f"{params:.2f} M vs {want_params}"
+    assert abs(gmacs / want_gmacs - 1) < 0.03, f"{gmacs:.3f} G vs {want_gmacs}"
+
+
+@pytest.mark.parametrize("name", ["van_small_input", "biformer_small_input", "agent_deit_small_input"])
+def test_small_input_models_train_step_and_timm_surface(name):
+    model = timm.create_model(name)
+    x = torch.randn(3, 1, 28, 28)
+    out = model(x)
+    assert out.shape == (3, 10)
+    out.logsumexp(-1).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    features = model.forward_features(x)
+    assert model.forward_head(features, pre_logits=True).shape == (3, model.num_features)
+    model.reset_classifier(4)
+    assert model(x).shape == (3, 4) and model.num_classes == 4
+    assert model.pretrained_cfg["input_size"] == (1, 28, 28)
+
+
+@pytest.mark.parametrize("size", [32, 48, 64])
+def test_small_inputs_of_other_sizes(size):
+    """Grids that do not divide into regions or windows are padded, not refused."""
+    for name, kwargs in [("van_small_input", {}), ("biformer_small_input", {}),
+                         ("agent_deit_small_input", {"img_size": size})]:  # fmt: skip
+        model = timm.create_model(name, **kwargs).eval()
+        assert model(torch.randn(2, 1, size, size)).shape == (2, 10)
+
+
+def test_entrypoints_accept_timm_arguments_and_refuse_pretrained():
+    assert timm.create_model("van_b0", num_classes=7, in_chans=1)(torch.randn(1, 1, 64, 64)).shape == (1, 7)
+    with pytest.raises(ValueError, match="no pretrained"):
+        timm.create_model("van_b0", pretrained=True)
+
+
+def test_build_model_from_config_and_grad_cam():
+    model = vm.build_model({"arch": "agent_deit_small_input"})
+    maps, logits = vm.grad_cam(model, torch.randn(2, 1, 28, 28))
+    assert maps.shape == (2, 28, 28) and logits.shape == (2, 10)
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1 + 1e-6
+    van = vm.build_model({"arch": "van_small_input"})
+    assert vm.grad_cam(van, torch.randn(1, 1, 28, 28))[0].shape == (1, 28, 28)
