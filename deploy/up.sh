@@ -63,6 +63,9 @@ TRAIN=(
   "pointer-delaunay-ptrnet pipelines.pointer quick-delaunay"
   "recommend-next-markov-mqsa-ted pipelines.recommendation quick-next"
   "recommend-ctr-synthetic-hiformer pipelines.recommendation quick-ctr"
+  "vision-van-digits pipelines.vision quick-van"
+  "vision-biformer-digits pipelines.vision quick-biformer"
+  "vision-agent-digits pipelines.vision quick-agent"
 )
 for entry in "${TRAIN[@]}"; do
   read -r model module preset <<<"$entry"
@@ -105,12 +108,20 @@ for request in "/pointer/tsp|$sample" "/pointer/convex-hull|$sample" "/pointer/d
   if [ "$code" != "200" ]; then say "sample request to $path failed ($code): $(cat "$RUN/sample.json")"; exit 1; fi
   say "POST $path -> 200 $(head -c 110 "$RUN/sample.json")..."
 done
+digit=$("$PY" -c "import base64, io; from PIL import Image; from sklearn.datasets import load_digits; b = io.BytesIO(); Image.fromarray((load_digits().images[0] * 15).astype('uint8')).resize((28, 28)).save(b, 'PNG'); print(base64.b64encode(b.getvalue()).decode())")
+for model in van biformer agent; do
+  code=$(curl -s -o "$RUN/sample.json" -w '%{http_code}' -H 'content-type: application/json' \
+    -d "{\"image_base64\": \"$digit\", \"model\": \"$model\", \"top_k\": 3}" "$BASE/vision/classify")
+  if [ "$code" != "200" ]; then say "sample request to /vision/classify ($model) failed ($code): $(cat "$RUN/sample.json")"; exit 1; fi
+  say "POST /vision/classify ($model) -> 200 $(head -c 90 "$RUN/sample.json")..."
+done
 
 say "everything is up"
 cat <<EOF
 
   Pointer solver API docs  $BASE/pointer/docs
   Recommendation API docs  $BASE/recommend/docs
+  Vision API docs          $BASE/vision/docs
   Ray dashboard            $RAY_API   (token: ~/.ray/auth_token)
   MLflow UI                $MLFLOW_URI
 

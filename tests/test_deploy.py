@@ -12,7 +12,7 @@ from services.common.artifacts import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-ROUTES = {"pointer": "/pointer", "recommend": "/recommend"}
+ROUTES = {"pointer": "/pointer", "recommend": "/recommend", "vision": "/vision"}
 PIPELINES = {
     "pointer",
     "recommendation",
@@ -80,6 +80,6 @@ def test_cluster_launcher_config_and_up_script_entrypoints():
     assert any("pip install -e" in c for c in cluster["setup_commands"])
     up = (DEPLOY / "up.sh").read_text()
     for line in up.splitlines():
-        if line.strip().startswith(('"pointer-', '"recommend-')):
+        if line.strip().startswith(('"pointer-', '"recommend-', '"vision-')):
             _, module, preset = line.strip().strip('"').split()
             _entrypoint_exists(f"python -m {module} train --preset {preset}")

@@ -194,33 +194,41 @@ class VisionServer:
         model, info = await self.get_model(key)
         return await asyncio.to_thread(self._run, model, info, requests)
 
-    def _prepare(self, model, image: np.ndarray) -> torch.Tensor:
-        pil = Image.fromarray(image)
-        pil = pil.convert("L" if model.suite_config.in_chans == 1 else "RGB")
-        return model.suite_transform(pil)
-
     def _run(self, model, info: ModelInfo, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        cfg = model.suite_config
-        ref = {"name": info.name, "version": info.version}
-        batch = torch.stack([self._prepare(model, r["image"]) for r in requests])
-        results: list[dict[str, Any]] = []
-        if requests[0]["kind"] == "explain":
-            for r, x in zip(requests, batch):
-                with torch.enable_grad():
-                    cam, logits = grad_cam(model, x.unsqueeze(0))
-                results.append({"png": overlay_png(r["image"], cam[0].numpy()), "model": ref,
-                                "label": cfg.classes[int(logits.argmax())]})  # fmt: skip
-            return results
-        with torch.no_grad():
-            probs = torch.softmax(model(batch), dim=-1)
-        for r, p in zip(requests, probs):
-            top = p.topk(min(r["top_k"], len(cfg.classes)))
-            labels = [
-                {"label": cfg.classes[i], "probability": float(v)} for v, i in zip(top.values, top.indices.tolist())
-            ]
-            results.append({"labels": labels, "model": ref, "input_size": [cfg.in_chans, cfg.img_size, cfg.img_size],
-                            "batch_size": len(requests)})  # fmt: skip
+        return run_batch(model, info, requests)
+
+
+def run_batch(model, info: ModelInfo, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Classify (or explain) a batch of decoded images with one model.
+
+    A module-level function on purpose: Serve pickles the deployment class by value, and cloudpickle
+    then follows attribute names such as ``.classes`` to same-named torch submodules (``torch.classes``),
+    which cannot be pickled; module-level functions are pickled by reference.
+    """
+    cfg = model.suite_config
+    ref = {"name": info.name, "version": info.version}
+    batch = torch.stack([_prepare(model, r["image"]) for r in requests])
+    results: list[dict[str, Any]] = []
+    if requests[0]["kind"] == "explain":
+        for r, x in zip(requests, batch):
+            with torch.enable_grad():
+                cam, logits = grad_cam(model, x.unsqueeze(0))
+            results.append({"png": overlay_png(r["image"], cam[0].numpy()), "model": ref,
+                            "label": cfg.classes[int(logits.argmax())]})  # fmt: skip
         return results
+    with torch.no_grad():
+        probs = torch.softmax(model(batch), dim=-1)
+    for r, p in zip(requests, probs):
+        top = p.topk(min(r["top_k"], len(cfg.classes)))
+        labels = [{"label": cfg.classes[i], "probability": float(v)} for v, i in zip(top.values, top.indices.tolist())]
+        results.append({"labels": labels, "model": ref, "input_size": [cfg.in_chans, cfg.img_size, cfg.img_size],
+                        "batch_size": len(requests)})  # fmt: skip
+    return results
+
+
+def _prepare(model, image: np.ndarray) -> torch.Tensor:
+    pil = Image.fromarray(image).convert("L" if model.suite_config.in_chans == 1 else "RGB")
+    return model.suite_transform(pil)
 
 
 def overlay_png(image: np.ndarray, heat: np.ndarray) -> bytes:
