@@ -144,7 +144,7 @@ class HullConstraint(Constraint):
     has_end = True
 
     def __init__(self, points: Tensor):
-        super().__init__(points)
+        super().__init__(points.double())  # orientation in float64: float32 misjudges near-collinear points
         b, n = points.shape[:2]
         minus = torch.full((b,), -1, dtype=torch.long)
         self.state = {
@@ -203,7 +203,7 @@ class DelaunayConstraint(Constraint):
     eps = 1e-12
 
     def __init__(self, points: Tensor, max_triangles: int | None = None):
-        super().__init__(points)
+        super().__init__(points.double())  # orientation in float64: float32 misjudges near-collinear points
         b, n = points.shape[:2]
         self.max_triangles = max_triangles or max(1, 2 * n - 5)
         idx = torch.arange(n)

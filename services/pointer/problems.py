@@ -17,15 +17,16 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.spatial import ConvexHull, Delaunay, QhullError
+from scipy.spatial import Delaunay, QhullError
 
 EXACT_TSP_MAX = 12
 
 
 # ----------------------------------------------------------------------------------------- instances
 def uniform_points(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
-    """``[batch, n, 2]`` points uniform in the unit square."""
-    return rng.random((batch, n, 2))
+    """``[batch, n, 2]`` points uniform in the unit square, rounded to float32 values so that labels computed
+    here and the validity masks, which see the model's float32 inputs, agree on near-collinear points."""
+    return rng.random((batch, n, 2)).astype(np.float32).astype(np.float64)
 
 
 def orientation(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -75,8 +76,25 @@ def normalise(points: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
 
 # ----------------------------------------------------------------------------------------- convex hull
 def convex_hull(points: np.ndarray) -> list[int]:
-    """Hull vertices counter-clockwise from the smallest index (collinear boundary points excluded)."""
-    vertices = ConvexHull(points).vertices.tolist()  # counter-clockwise in 2-D
+    """Hull vertices counter-clockwise from the smallest index (collinear boundary points excluded).
+
+    Andrew's monotone chain on :func:`orientation` in float64 — the predicate the decoding masks use —
+    rather than Qhull, whose merging tolerance keeps vertices with turns of about -1e-9 (nearly collinear
+    triples) that a strictly convex polygon cannot have.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    order = sorted(range(len(pts)), key=lambda i: (pts[i, 0], pts[i, 1]))
+
+    def chain(indices: list[int]) -> list[int]:
+        out: list[int] = []
+        for i in indices:
+            while len(out) >= 2 and orientation(pts[out[-2]], pts[out[-1]], pts[i]) <= 0:
+                out.pop()
+            out.append(i)
+        return out
+
+    lower, upper = chain(order), chain(order[::-1])
+    vertices = lower[:-1] + upper[:-1]
     start = vertices.index(min(vertices))
     return vertices[start:] + vertices[:start]
 

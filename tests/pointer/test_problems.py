@@ -135,3 +135,27 @@ def test_read_paper_hull_file_orients_counter_clockwise():
         assert hull[0] == min(hull)
         assert problems.is_convex_ccw_polygon(pts, hull)
         assert problems.same_cycle(hull, problems.convex_hull(pts))
+
+
+def test_hull_labels_agree_with_the_decoding_masks_on_float32_inputs():
+    """Labels come from float64 geometry, models see float32 points: generated points are float32 values and
+    the masks test orientation in float64, so no near-collinear hull vertex is refused (a 50-point training
+    batch once failed on a turn of -3e-9)."""
+    import torch
+
+    from services.pointer.decoding import make_constraint
+
+    points = problems.uniform_points(np.random.default_rng(7), 2000, 50)
+    assert np.array_equal(points, points.astype(np.float32).astype(np.float64))
+    labels = [problems.convex_hull(p) for p in points]
+    assert all(problems.is_convex_ccw_polygon(p, h) for p, h in zip(points, labels))
+    constraint = make_constraint("convex_hull", torch.tensor(points, dtype=torch.float32))
+    steps = max(map(len, labels)) + 1
+    targets = torch.full((len(labels), steps), constraint.end)
+    for row, hull in enumerate(labels):
+        targets[row, : len(hull)] = torch.tensor(hull)
+    for step in range(steps):
+        allowed = constraint.mask()
+        done = constraint.state["done"]
+        assert bool((allowed.gather(1, targets[:, step : step + 1]).squeeze(1) | done).all()), step
+        constraint.update(targets[:, step])
