@@ -66,6 +66,9 @@ TRAIN=(
   "vision-van-digits pipelines.vision quick-van"
   "vision-biformer-digits pipelines.vision quick-biformer"
   "vision-agent-digits pipelines.vision quick-agent"
+  "genomics-lm-hyena pipelines.genomics quick-lm"
+  "genomics-splice-hyena pipelines.genomics quick-splice"
+  "genomics-coding-hyena pipelines.genomics quick-coding"
 )
 for entry in "${TRAIN[@]}"; do
   read -r model module preset <<<"$entry"
@@ -116,12 +119,23 @@ for model in van biformer agent; do
   say "POST /vision/classify ($model) -> 200 $(head -c 90 "$RUN/sample.json")..."
 done
 
+read -r splice alt <<<"$("$PY" -c "from services.genomics.sequences import read_uci_splice; from pipelines.genomics import SPLICE; s = read_uci_splice(SPLICE)[0].sequence; print(s, 'A' if s[30] != 'A' else 'C')")"
+for request in "/genomics/classify|{\"sequences\": [\"$splice\"], \"task\": \"splice\"}" \
+               "/genomics/tag|{\"sequence\": \"${splice}${splice}\", \"task\": \"coding\"}" \
+               "/genomics/variant-effect|{\"sequence\": \"$splice\", \"variants\": [{\"position\": 30, \"alt\": \"$alt\"}]}"; do
+  path="${request%%|*}"; body="${request#*|}"
+  code=$(curl -s -o "$RUN/sample.json" -w '%{http_code}' -H 'content-type: application/json' -d "$body" "$BASE$path")
+  if [ "$code" != "200" ]; then say "sample request to $path failed ($code): $(cat "$RUN/sample.json")"; exit 1; fi
+  say "POST $path -> $code $(head -c 110 "$RUN/sample.json")..."
+done
+
 say "everything is up"
 cat <<EOF
 
   Pointer solver API docs  $BASE/pointer/docs
   Recommendation API docs  $BASE/recommend/docs
   Vision API docs          $BASE/vision/docs
+  Genomics API docs        $BASE/genomics/docs
   Ray dashboard            $RAY_API   (token: ~/.ray/auth_token)
   MLflow UI                $MLFLOW_URI
 

@@ -102,3 +102,13 @@ def trained_vision(ray_cluster):
     from pipelines.vision import VisionPipeline
 
     return train(VisionPipeline, "tiny-van", workers=0)
+
+
+@pytest.fixture(scope="session")
+def trained_genomics(ray_cluster):
+    """tiny-lm (synthetic Markov genome), tiny-splice (UCI-like synthetic) and tiny-coding (the shipped
+    chloroplast genome), each in-process and registered."""
+    from pipelines.common.harness import train
+    from pipelines.genomics import GenomicsPipeline
+
+    return {name: train(GenomicsPipeline, name, workers=0) for name in ("tiny-lm", "tiny-splice", "tiny-coding")}

@@ -12,11 +12,9 @@ from services.common.artifacts import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-ROUTES = {"pointer": "/pointer", "recommend": "/recommend", "vision": "/vision"}
-PIPELINES = {
-    "pointer",
-    "recommendation",
-}  # each needs a RayJob manifest  # domain app -> route prefix, as the README and issues define them
+# domain app -> route prefix, as the README and issues define them
+ROUTES = {"pointer": "/pointer", "recommend": "/recommend", "vision": "/vision", "genomics": "/genomics"}
+PIPELINES = {"pointer", "recommendation", "vision", "genomics"}  # each needs a RayJob manifest
 
 
 def _serve_config() -> dict:
@@ -56,9 +54,10 @@ def _entrypoint_exists(entrypoint: str) -> None:
     assert words[:2] == ["python", "-m"], entrypoint
     module = importlib.import_module(words[2])
     assert hasattr(module, "main"), f"{words[2]} has no main()"
-    if "--preset" in words:
-        preset = words[words.index("--preset") + 1]
-        assert preset in module.PRESETS, f"{words[2]} has no preset {preset}"
+    for flag in ("--preset", "--task"):  # genomics' `finetune --task T` runs preset T
+        if flag in words:
+            preset = words[words.index(flag) + 1]
+            assert preset in module.PRESETS, f"{words[2]} has no preset {preset}"
 
 
 def test_rayjobs_name_existing_pipelines_and_presets():
@@ -80,6 +79,6 @@ def test_cluster_launcher_config_and_up_script_entrypoints():
     assert any("pip install -e" in c for c in cluster["setup_commands"])
     up = (DEPLOY / "up.sh").read_text()
     for line in up.splitlines():
-        if line.strip().startswith(('"pointer-', '"recommend-', '"vision-')):
+        if line.strip().startswith(('"pointer-', '"recommend-', '"vision-', '"genomics-')):
             _, module, preset = line.strip().strip('"').split()
             _entrypoint_exists(f"python -m {module} train --preset {preset}")

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model as load_weights
+from safetensors.torch import save_model as save_weights
 from torch import nn
 
 WEIGHTS = "model.safetensors"
@@ -43,8 +44,9 @@ def save_model(
     """Write ``model``'s weights and the config that rebuilds it into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS))
+    # safetensors' model-level save stores a tensor shared by several names once (e.g. a tied head, or
+    # HyenaDNA's Sin frequencies reused across filter layers) and load_weights restores the sharing
+    save_weights(model, str(directory / WEIGHTS), force_contiguous=True)
     meta = {"builder": builder, "config": config}
     if predict:
         meta["predict"] = predict
@@ -61,7 +63,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.
     directory = Path(directory)
     meta = read_config(directory)
     model = resolve(meta["builder"])(meta["config"])
-    model.load_state_dict(load_file(str(directory / WEIGHTS), device=str(device)), strict=True)
+    load_weights(model, str(directory / WEIGHTS), strict=True, device=str(device))
     return model.to(device).eval()
 
 

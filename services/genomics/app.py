@@ -1,0 +1,469 @@
+"""The genomics service as a Ray Serve application (route prefix ``/genomics``).
+
+    POST /genomics/classify        {sequences: [...], task}        -> label and probabilities per sequence
+    POST /genomics/embed           {sequences: [...], source}      -> one vector per sequence
+    POST /genomics/tag             {sequence, task}                -> per-nucleotide labels as runs
+    POST /genomics/variant-effect  {sequence, variants: [{position, alt}]} -> log-likelihood change per variant
+    POST /genomics/{classify,embed,tag}/fasta   multipart: a FASTA ``file`` (+ ``task``/``source``),
+                                                one result per record
+    GET  /genomics/models, /genomics/healthz, /genomics/version, /genomics/docs
+
+Sequences: DNA or RNA letters in any case; ``U`` is read as ``T`` and IUPAC ambiguity codes as ``N``; any
+other character is refused (422) with the sequence or record and the position; so are empty sequences.
+A sequence longer than the model's context is split into overlapping windows: classify/embed average
+them and say how many were used (``windows``), tag averages the windows covering each base, variant
+effects are scored on the window around the variant (stated in ``window``). Limits per request: at most
+``max_sequences`` sequences and ``max_bases`` bases in total (``max_tag_bases`` for tag, ``max_variants``
+variants); over a limit is a 413 naming it.
+
+Models: ``lm`` (the causal language model: embeddings and variant effects), ``classify`` ({task: name})
+and ``tag`` ({task: name}), each loaded from the registry's ``@champion`` when the replica starts.
+
+No ``from __future__ import annotations``: Serve's class-based views need real annotations.
+"""
+
+import gzip
+import zlib
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+from fastapi import File, Form, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from services.common.errors import ERROR_RESPONSES, InputError
+from services.common.serving import ModelServer, call_model, create_app, health, versions
+
+from . import inference
+from .sequences import Record, SequenceError, normalize, parse_fasta_text
+
+DEFAULT_MODELS: dict[str, Any] = {
+    "lm": "genomics-lm-hyena",
+    "classify": {"splice": "genomics-splice-hyena"},
+    "tag": {"coding": "genomics-coding-hyena"},
+}
+MAX_SEQUENCES = 256
+MAX_BASES = 1_000_000
+MAX_TAG_BASES = 500_000
+MAX_VARIANTS = 64
+MAX_UPLOAD_BYTES = 16 << 20
+
+Upload = Annotated[UploadFile, File(description="a FASTA file, plain or gzipped")]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sequences: list[str] = Field(min_length=1, description="DNA/RNA sequences (A C G T/U, IUPAC codes, any case)")
+    task: str = Field("splice", description="a served classification task (GET /genomics/models)")
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sequences: list[str] = Field(min_length=1)
+    source: str = Field("lm", description="'lm' (the pretrained language model) or a classification task")
+
+
+class TagRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sequence: str
+    task: str = Field("coding", description="a served tagging task")
+
+
+class Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    position: int = Field(ge=0, description="0-based position in the sequence")
+    alt: str = Field(min_length=1, max_length=1, description="the alternative base (A, C, G or T)")
+
+
+class VariantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sequence: str
+    variants: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
+
+
+class Classified(BaseModel):
+    id: str | None = None
+    label: str
+    probabilities: dict[str, float]
+    length: int
+    windows: int = Field(description="context windows averaged (1: the sequence fit in one pass)")
+
+
+class ClassifyResponse(BaseModel):
+    results: list[Classified]
+    task: str
+    model: ModelRef
+    batch_size: int
+
+
+class Embedded(BaseModel):
+    id: str | None = None
+    vector: list[float]
+    length: int
+    windows: int
+
+
+class EmbedResponse(BaseModel):
+    results: list[Embedded]
+    dim: int
+    model: ModelRef
+    batch_size: int
+
+
+class Run(BaseModel):
+    start: int = Field(description="0-based, inclusive")
+    end: int = Field(description="exclusive")
+    label: str
+    mean_probability: float
+
+
+class Tagged(BaseModel):
+    id: str | None = None
+    runs: list[Run]
+    length: int
+    windows: int
+
+
+class TagResponse(Tagged):
+    task: str
+    model: ModelRef
+    batch_size: int
+
+
+class TagFastaResponse(BaseModel):
+    results: list[Tagged]
+    task: str
+    model: ModelRef
+    batch_size: int
+
+
+class VariantEffect(BaseModel):
+    position: int
+    ref: str
+    alt: str
+    delta_log_likelihood: float = Field(description="log p(alt sequence) - log p(reference), natural log")
+    window: list[int] = Field(description="[start, end) of the scored region")
+
+
+class VariantResponse(BaseModel):
+    effects: list[VariantEffect]
+    model: ModelRef
+    batch_size: int
+
+
+app = create_app(
+    "Genomics",
+    "HyenaDNA and BEACON-B trained by the suite: sequence classification, embeddings, per-nucleotide tags "
+    "and variant effects.",
+    max_body_bytes=MAX_UPLOAD_BYTES + (1 << 20),
+)
+
+
+# ---------------------------------------------------------------------------------------------- model
+@serve.deployment(max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
+class GenomicsServer(ModelServer):
+    """Holds the language model (``lm``) and the fine-tuned ones (``classify:<task>``, ``tag:<task>``)."""
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, model in self.models.items():
+            cfg = model.config
+            out[key] = {**self.infos[key].to_dict(), "arch": cfg.arch, "context_bases": cfg.max_bases,
+                        "labels": cfg.labels, "rc_average": cfg.rc_average}  # fmt: skip
+        return out
+
+    def process_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return run_batch(self.models, self.infos, requests)
+
+
+def run_batch(models: dict[str, Any], infos: dict[str, Any], requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Answer a batch. Classify and embed requests for the same model are pooled into one call (the
+    windows of all their sequences run in shared length-sorted batches); tag and variant requests run
+    one by one. Module-level so that Serve pickles it by reference."""
+    out: list[dict[str, Any] | None] = [None] * len(requests)
+    pooled: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(requests):
+        if r["kind"] in ("classify", "embed"):
+            pooled.setdefault((r["kind"], r["model"]), []).append(i)
+    for (kind, key), idx in pooled.items():
+        model = models[key]
+        sequences = [s for i in idx for s in requests[i]["sequences"]]
+        fn = inference.class_probabilities if kind == "classify" else inference.embeddings
+        result = fn(model, sequences)
+        offset = 0
+        for i in idx:
+            r = requests[i]
+            n = len(r["sequences"])
+            values, windows = result.values[offset : offset + n], result.windows[offset : offset + n]
+            offset += n
+            out[i] = _classified(r, model, values, windows) if kind == "classify" else _embedded(r, values, windows)
+            out[i]["model"] = _ref(infos[key])
+    for i, r in enumerate(requests):
+        if r["kind"] == "tag":
+            out[i] = {"results": [_tag(models[r["model"]], s, rid) for s, rid in zip(r["sequences"], r["ids"])],
+                      "model": _ref(infos[r["model"]])}  # fmt: skip
+        elif r["kind"] == "variant":
+            out[i] = {"effects": variant_effects(models["lm"], r["sequence"], r["variants"]),
+                      "model": _ref(infos["lm"])}  # fmt: skip
+    return out  # type: ignore[return-value]
+
+
+def _ref(info) -> dict[str, str]:
+    return {"name": info.name, "version": info.version}
+
+
+def _classified(request: dict[str, Any], model, values: list[np.ndarray], windows: list[int]) -> dict[str, Any]:
+    labels = model.config.labels
+    results = []
+    for seq, rid, probs, w in zip(request["sequences"], request["ids"], values, windows):
+        results.append({"id": rid, "label": labels[int(np.argmax(probs))], "length": len(seq), "windows": w,
+                        "probabilities": {label: float(p) for label, p in zip(labels, probs)}})  # fmt: skip
+    return {"results": results, "task": request["task"]}
+
+
+def _embedded(request: dict[str, Any], values: list[np.ndarray], windows: list[int]) -> dict[str, Any]:
+    results = [{"id": rid, "vector": v.astype(float).tolist(), "length": len(s), "windows": w}
+               for s, rid, v, w in zip(request["sequences"], request["ids"], values, windows)]  # fmt: skip
+    return {"results": results, "dim": len(values[0]) if values else 0}
+
+
+def _tag(model, sequence: str, rid: str | None) -> dict[str, Any]:
+    probs, windows = inference.tag_probabilities(model, sequence)
+    return {"id": rid, "runs": label_runs(probs, model.config.labels), "length": len(sequence), "windows": windows}
+
+
+def label_runs(probs: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
+    """Maximal runs of the same predicted label: ``start``, ``end`` (exclusive), ``label``, mean probability."""
+    predicted = probs.argmax(1)
+    edges = np.flatnonzero(np.diff(predicted)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(predicted)]])
+    return [{"start": int(a), "end": int(b), "label": labels[int(predicted[a])],
+             "mean_probability": float(probs[a:b, predicted[a]].mean())} for a, b in zip(starts, ends)]  # fmt: skip
+
+
+@torch.no_grad()
+def variant_effects(model, sequence: str, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``log p(alt) - log p(ref)`` under the causal LM, each on the context window around its variant (up to
+    half a context before it, the rest after: a base only changes the likelihood of itself and later bases)."""
+    size = model.config.max_bases
+    results = []
+    for v in variants:
+        pos, alt = v["position"], v["alt"]
+        start = max(0, min(pos - size // 2, len(sequence) - size))
+        end = min(len(sequence), start + size)
+        ref_window = sequence[start:end]
+        alt_window = ref_window[: pos - start] + alt + ref_window[pos - start + 1 :]
+        ids, mask = model.tokenizer.batch([ref_window, alt_window], add_special=False)
+        ll = model.log_likelihood(ids, mask).sum(1)
+        results.append({"position": pos, "ref": sequence[pos], "alt": alt,
+                        "delta_log_likelihood": float(ll[1] - ll[0]), "window": [start, end]})  # fmt: skip
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def validated(sequences: list[str], ids: list[str | None], field: str) -> list[str]:
+    """Normalized sequences, or a 422 naming the sequence (or record) and the position."""
+    out = []
+    for i, (seq, rid) in enumerate(zip(sequences, ids)):
+        where = f"{field}.{i}" if rid is None else f"{field}.{i} (record {rid!r})"
+        try:
+            out.append(normalize(seq, record=rid or f"{field}[{i}]"))
+        except SequenceError as e:
+            raise InputError(e.message, field=where) from None
+    return out
+
+
+def check_limits(sequences: list[str], *, max_sequences: int, max_bases: int, field: str) -> None:
+    if len(sequences) > max_sequences:
+        raise InputError(f"{len(sequences)} sequences sent; at most {max_sequences} per request", field=field,
+                         status=413, code="payload_too_large")  # fmt: skip
+    total = sum(len(s) for s in sequences)
+    if total > max_bases:
+        raise InputError(f"{total} bases sent; at most {max_bases} per request", field=field, status=413,
+                         code="payload_too_large")  # fmt: skip
+
+
+def read_fasta_upload(raw: bytes) -> list[Record]:
+    """FASTA records from an uploaded file (plain or gzipped text)."""
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            decompressor = zlib.decompressobj(wbits=31)
+            raw = decompressor.decompress(raw, MAX_UPLOAD_BYTES)
+            if decompressor.unconsumed_tail:
+                raise InputError(f"the decompressed file is larger than {MAX_UPLOAD_BYTES} bytes", field="file",
+                                 status=413, code="payload_too_large")  # fmt: skip
+        except (zlib.error, gzip.BadGzipFile) as e:
+            raise InputError(f"the gzipped file is corrupt ({e})", field="file") from None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError as e:
+        raise InputError(f"the file is not ASCII text (byte {e.start}); send FASTA", field="file") from None
+    try:
+        return parse_fasta_text(text)
+    except SequenceError as e:
+        raise InputError(e.message, field=f"file (record {e.record!r})" if e.record else "file") from None
+    except ValueError as e:
+        raise InputError(str(e), field="file") from None
+
+
+# ---------------------------------------------------------------------------------------------- routes
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
+@serve.ingress(app)
+class GenomicsIngress:
+    def __init__(
+        self,
+        server,
+        *,
+        tasks: dict[str, list[str]],
+        request_timeout_s: float = 30.0,
+        max_sequences: int = MAX_SEQUENCES,
+        max_bases: int = MAX_BASES,
+        max_tag_bases: int = MAX_TAG_BASES,
+    ):
+        self.server, self.tasks = server, tasks
+        self.timeout_s = request_timeout_s
+        self.max_sequences, self.max_bases, self.max_tag_bases = max_sequences, max_bases, max_tag_bases
+
+    def _task(self, kind: str, task: str, field: str = "task") -> str:
+        if task not in self.tasks[kind]:
+            raise InputError(f"{field} must be one of the served {kind} tasks {self.tasks[kind]}, got {task!r}",
+                             field=field)  # fmt: skip
+        return f"{kind}:{task}"
+
+    def _source(self, source: str) -> str:
+        if source == "lm" and self.tasks["lm"]:
+            return "lm"
+        if source in self.tasks["classify"]:
+            return f"classify:{source}"
+        choices = (["lm"] if self.tasks["lm"] else []) + self.tasks["classify"]
+        raise InputError(f"source must be one of {choices}, got {source!r}", field="source")
+
+    async def _classify(self, sequences, ids, task, field) -> dict[str, Any]:
+        key = self._task("classify", task)
+        check_limits(sequences, max_sequences=self.max_sequences, max_bases=self.max_bases, field=field)
+        clean = validated(sequences, ids, field)
+        payload = {"kind": "classify", "model": key, "task": task, "sequences": clean, "ids": ids}
+        return await call_model(self.server, payload, self.timeout_s)
+
+    async def _embed(self, sequences, ids, source, field) -> dict[str, Any]:
+        key = self._source(source)
+        check_limits(sequences, max_sequences=self.max_sequences, max_bases=self.max_bases, field=field)
+        clean = validated(sequences, ids, field)
+        payload = {"kind": "embed", "model": key, "sequences": clean, "ids": ids}
+        return await call_model(self.server, payload, self.timeout_s)
+
+    async def _tag(self, sequences, ids, task, field) -> dict[str, Any]:
+        key = self._task("tag", task)
+        check_limits(sequences, max_sequences=self.max_sequences, max_bases=self.max_tag_bases, field=field)
+        clean = validated(sequences, ids, field)
+        payload = {"kind": "tag", "model": key, "sequences": clean, "ids": ids}
+        result = await call_model(self.server, payload, self.timeout_s)
+        return {**result, "task": task}
+
+    @app.post("/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
+    async def classify(self, body: ClassifyRequest) -> dict[str, Any]:
+        """The label and class probabilities of each sequence."""
+        return await self._classify(body.sequences, [None] * len(body.sequences), body.task, "sequences")
+
+    @app.post("/classify/fasta", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
+    async def classify_fasta(self, file: Upload, task: Annotated[str, Form()] = "splice") -> dict[str, Any]:
+        """Classify every record of a FASTA file (plain or gzipped)."""
+        records = read_fasta_upload(await file.read())
+        return await self._classify([r.sequence for r in records], [r.id for r in records], task, "file")
+
+    @app.post("/embed", response_model=EmbedResponse, responses=ERROR_RESPONSES)
+    async def embed(self, body: EmbedRequest) -> dict[str, Any]:
+        """One vector per sequence, for your own downstream models."""
+        return await self._embed(body.sequences, [None] * len(body.sequences), body.source, "sequences")
+
+    @app.post("/embed/fasta", response_model=EmbedResponse, responses=ERROR_RESPONSES)
+    async def embed_fasta(self, file: Upload, source: Annotated[str, Form()] = "lm") -> dict[str, Any]:
+        """Embed every record of a FASTA file."""
+        records = read_fasta_upload(await file.read())
+        return await self._embed([r.sequence for r in records], [r.id for r in records], source, "file")
+
+    @app.post("/tag", response_model=TagResponse, responses=ERROR_RESPONSES)
+    async def tag(self, body: TagRequest) -> dict[str, Any]:
+        """Per-nucleotide labels, as runs of the same label."""
+        result = await self._tag([body.sequence], [None], body.task, "sequence")
+        return {**result["results"][0], "task": body.task, "model": result["model"],
+                "batch_size": result["batch_size"]}  # fmt: skip
+
+    @app.post("/tag/fasta", response_model=TagFastaResponse, responses=ERROR_RESPONSES)
+    async def tag_fasta(self, file: Upload, task: Annotated[str, Form()] = "coding") -> dict[str, Any]:
+        """Tag every record of a FASTA file."""
+        records = read_fasta_upload(await file.read())
+        return await self._tag([r.sequence for r in records], [r.id for r in records], task, "file")
+
+    @app.post("/variant-effect", response_model=VariantResponse, responses=ERROR_RESPONSES)
+    async def variant_effect(self, body: VariantRequest) -> dict[str, Any]:
+        """How much each single-base substitution changes the language model's log-likelihood."""
+        if not self.tasks["lm"]:
+            raise InputError("no language model is served", status=503, code="unavailable")
+        check_limits([body.sequence], max_sequences=1, max_bases=self.max_bases, field="sequence")
+        sequence = validated([body.sequence], [None], "sequence")[0]
+        variants = []
+        for i, v in enumerate(body.variants):
+            if v.position >= len(sequence):
+                raise InputError(f"position {v.position} is outside the sequence (length {len(sequence)})",
+                                 field=f"variants.{i}.position")  # fmt: skip
+            alt = v.alt.upper().replace("U", "T")
+            if alt not in "ACGT":
+                raise InputError(f"alt must be one of A C G T (or U), got {v.alt!r}", field=f"variants.{i}.alt")
+            if alt == sequence[v.position]:
+                raise InputError(f"alt {alt!r} equals the reference base at position {v.position}",
+                                 field=f"variants.{i}.alt")  # fmt: skip
+            variants.append({"position": v.position, "alt": alt})
+        payload = {"kind": "variant", "sequence": sequence, "variants": variants}
+        return await call_model(self.server, payload, self.timeout_s)
+
+    @app.get("/models")
+    async def list_models(self) -> dict[str, Any]:
+        """Served models: registered name, version, architecture, context, labels."""
+        return await self.server.describe.remote()
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        return await health(self.server)
+
+    @app.get("/version")
+    async def version(self) -> dict[str, Any]:
+        return await versions(self.server)
+
+
+def build_app(args: dict[str, Any]) -> serve.Application:
+    """Application builder (``import_path: services.genomics.app:build_app``).
+
+    args: ``tracking_uri``, ``models`` ({"lm": name, "classify": {task: name}, "tag": {task: name}}; an
+    empty name or mapping serves none), ``versions`` ({"lm" | "classify:<task>" | "tag:<task>": version}),
+    ``max_batch_size``, ``batch_wait_timeout_s``, ``request_timeout_s``, ``max_sequences``, ``max_bases``,
+    ``max_tag_bases``, ``num_cpus``.
+    """
+    models = {**DEFAULT_MODELS, **(args.get("models") or {})}
+    unknown = set(models) - set(DEFAULT_MODELS)
+    if unknown:
+        raise ValueError(f"models names unknown kinds {sorted(unknown)}; expected {sorted(DEFAULT_MODELS)}")
+    flat = {"lm": models["lm"]} if models["lm"] else {}
+    for kind in ("classify", "tag"):
+        flat.update({f"{kind}:{task}": name for task, name in (models[kind] or {}).items()})
+    tasks = {"lm": ["lm"] if models["lm"] else [], "classify": sorted(models["classify"] or {}),
+             "tag": sorted(models["tag"] or {})}  # fmt: skip
+    batch = int(args.get("max_batch_size", 16))
+    server = GenomicsServer.options(
+        max_ongoing_requests=max(32, 2 * batch),
+        ray_actor_options={"num_cpus": float(args.get("num_cpus", 0.5))},
+        user_config={"versions": args.get("versions") or {}, "max_batch_size": batch,
+                     "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.005))},
+    ).bind(flat, tracking_uri=args.get("tracking_uri"))  # fmt: skip
+    return GenomicsIngress.options(max_ongoing_requests=max(64, 4 * batch)).bind(
+        server, tasks=tasks, request_timeout_s=float(args.get("request_timeout_s", 30)),
+        max_sequences=int(args.get("max_sequences", MAX_SEQUENCES)), max_bases=int(args.get("max_bases", MAX_BASES)),
+        max_tag_bases=int(args.get("max_tag_bases", MAX_TAG_BASES)),
+    )  # fmt: skip

@@ -1,0 +1,320 @@
+"""Genomic language models: HyenaDNA, BEACON-B and a same-size softmax transformer.
+
+* **HyenaDNA** (Nguyen et al., 2023): token embedding (no positions), pre-norm blocks of the core's Hyena
+  operator (order 2, implicit filters, causal) and an MLP, a final LayerNorm, and a language-model head
+  tied to the embedding. Causal, so inputs are padded on the left.
+* **transformer**: the same blocks with causal softmax attention and rotary positions in place of Hyena
+  (the paper's GPT comparison), for side-by-side tables and the long-context benchmark.
+* **BEACON-B** (Ren et al., 2024): a bidirectional encoder with symmetric ALiBi and no learned positions
+  over BEACON's single-nucleotide vocabulary, a BERT masked-LM head (dense, GELU, LayerNorm, tied
+  decoder) and BERT's pooler (dense + tanh on ``<cls>``) for sequence-level heads. We use pre-norm blocks
+  (ESM's arrangement) rather than BERT's post-norm: they train from scratch without warm-up tuning.
+
+Every model answers the same calls: ``hidden(ids, mask)`` (``[b, L, d]``), ``pooled`` (one vector per
+sequence: mean over real tokens, or the pooler for BEACON), and ``forward`` which applies the configured
+head: ``lm`` (next-token logits), ``mlm`` (masked-token logits), ``classify``/``regress`` (per sequence)
+or ``tag`` (per token). Presets are named after the published models; :func:`build_model` rebuilds a
+model from its JSON config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import shared_attention as sa
+
+from .tokenizer import BEACON, HYENA, Tokenizer
+
+ARCHS = ("hyena", "transformer", "beacon")
+HEADS = ("lm", "mlm", "classify", "regress", "tag")
+
+
+@dataclass(frozen=True)
+class GenomicsConfig:
+    arch: str = "hyena"
+    d_model: int = 128
+    n_layer: int = 2
+    d_inner: int = 0  # MLP width; 0 = 4 × d_model
+    l_max: int = 1026  # longest token sequence (HyenaDNA: max_length + 2)
+    num_heads: int = 4  # attention models
+    embed_dropout: float = 0.1
+    dropout: float = 0.0  # residual / hidden dropout
+    attn_dropout: float = 0.0
+    head: str = "lm"
+    num_outputs: int = 0  # classes (classify/tag) or targets (regress)
+    labels: list[str] = field(default_factory=list)  # class names, index = output
+    task: str = ""  # the fine-tuning task, for the service
+    pooling: str = "mean"  # sequence heads of HyenaDNA / transformer: "mean" over real tokens or "last" token
+    rc_average: bool = False  # average predictions over the reverse complement (trained with RC augmentation)
+    # Hyena filter (HyenaDNA: emb 5, order 64, 2 inner MLPs, Sin frequency 10)
+    filter_order: int = 64
+    filter_emb_dim: int = 5
+    modulation_shift: float = 0.0
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.head in ("classify", "regress", "tag") and self.num_outputs < 1:
+            raise ValueError(f"head {self.head!r} needs num_outputs >= 1")
+        if self.head == "lm" and self.arch == "beacon":
+            raise ValueError("BEACON-B is bidirectional: use head 'mlm', not 'lm'")
+        if self.pooling not in ("mean", "last"):
+            raise ValueError(f"pooling must be 'mean' or 'last', got {self.pooling!r}")
+        if self.head == "mlm" and self.arch != "beacon":
+            raise ValueError("masked-LM pretraining is BEACON-B's; HyenaDNA and the transformer use 'lm'")
+
+    @property
+    def inner(self) -> int:
+        return self.d_inner or 4 * self.d_model
+
+    @property
+    def causal(self) -> bool:
+        return self.arch != "beacon"
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return BEACON if self.arch == "beacon" else HYENA
+
+    @property
+    def max_bases(self) -> int:
+        """Bases per forward pass once special tokens are counted."""
+        return self.l_max - self.tokenizer.special_count()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# The published sizes (HyenaDNA Table A.1; BEACON-B's config), and small ones that train on a CPU.
+PRESETS: dict[str, GenomicsConfig] = {
+    "tiny-1k": GenomicsConfig(arch="hyena", d_model=128, n_layer=2, l_max=1026),
+    "tiny-1k-d256": GenomicsConfig(arch="hyena", d_model=256, n_layer=2, l_max=1026),
+    "small-32k": GenomicsConfig(arch="hyena", d_model=256, n_layer=4, l_max=32770),
+    "medium-160k": GenomicsConfig(arch="hyena", d_model=256, n_layer=8, l_max=160002),
+    "large-1m": GenomicsConfig(arch="hyena", d_model=256, n_layer=8, l_max=1000002),
+    "beacon-b": GenomicsConfig(
+        arch="beacon", d_model=768, n_layer=12, num_heads=12, l_max=1026, dropout=0.1, attn_dropout=0.1,
+        embed_dropout=0.1, head="mlm",
+    ),
+    "beacon-b512": GenomicsConfig(
+        arch="beacon", d_model=768, n_layer=12, num_heads=12, l_max=512, dropout=0.1, attn_dropout=0.1,
+        embed_dropout=0.1, head="mlm",
+    ),
+    "beacon-small": GenomicsConfig(arch="beacon", d_model=128, n_layer=4, num_heads=4, l_max=1026, head="mlm"),
+    "beacon-mini": GenomicsConfig(arch="beacon", d_model=64, n_layer=2, num_heads=4, l_max=1026, head="mlm"),
+    "transformer-1k": GenomicsConfig(arch="transformer", d_model=128, n_layer=2, num_heads=4, l_max=1026),
+}  # fmt: skip
+
+
+def preset(name: str, **changes) -> GenomicsConfig:
+    try:
+        return replace(PRESETS[name], **changes)
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def build_model(config: dict | GenomicsConfig) -> GenomicsModel:
+    cfg = config if isinstance(config, GenomicsConfig) else GenomicsConfig(**config)
+    return GenomicsModel(cfg)
+
+
+# ------------------------------------------------------------------------------------------ blocks
+class Mlp(nn.Module):
+    def __init__(self, dim: int, inner: int, dropout: float):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, inner)
+        self.fc2 = nn.Linear(inner, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.fc2(F.gelu(self.fc1(x), approximate="tanh")))
+
+
+class HyenaMixer(nn.Module):
+    def __init__(self, cfg: GenomicsConfig):
+        super().__init__()
+        self.op = sa.HyenaOperator(
+            cfg.d_model,
+            cfg.l_max,
+            filter_order=cfg.filter_order,
+            emb_dim=cfg.filter_emb_dim,
+            modulation_shift=cfg.modulation_shift,
+        )
+
+    @property
+    def out_proj(self) -> nn.Linear:
+        return self.op.out_proj
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.op(x, mask)
+
+
+class AttentionMixer(nn.Module):
+    """Causal softmax attention with RoPE (transformer) or bidirectional with symmetric ALiBi (BEACON-B)."""
+
+    def __init__(self, cfg: GenomicsConfig):
+        super().__init__()
+        self.attn = sa.SoftmaxAttention(
+            cfg.d_model,
+            cfg.num_heads,
+            causal=cfg.causal,
+            positional="rope" if cfg.causal else "alibi",
+            attn_dropout=cfg.attn_dropout,
+        )
+
+    @property
+    def out_proj(self) -> nn.Linear:
+        return self.attn.out_proj
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.attn(x, key_mask=None if bool(mask.all()) else mask)
+
+
+class Block(nn.Module):
+    """Pre-norm block: ``x + mixer(LN(x))``, then ``x + MLP(LN(x))``."""
+
+    def __init__(self, cfg: GenomicsConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.mixer = HyenaMixer(cfg) if cfg.arch == "hyena" else AttentionMixer(cfg)
+        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = Mlp(cfg.d_model, cfg.inner, cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        x = x + self.dropout(self.mixer(self.norm1(x), mask))
+        return x + self.mlp(self.norm2(x))
+
+
+# ------------------------------------------------------------------------------------------ model
+class GenomicsModel(nn.Module):
+    def __init__(self, cfg: GenomicsConfig):
+        super().__init__()
+        self.config = cfg
+        self.tokenizer = cfg.tokenizer
+        vocab_rows = -(-self.tokenizer.vocab_size // 8) * 8  # padded to a multiple of 8, as published
+        self.embedding = nn.Embedding(vocab_rows, cfg.d_model)
+        self.embed_dropout = nn.Dropout(cfg.embed_dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        if cfg.head == "mlm":
+            self.transform = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(), nn.LayerNorm(cfg.d_model))
+            self.lm_bias = nn.Parameter(torch.zeros(vocab_rows))
+        if cfg.arch == "beacon" and cfg.head in ("classify", "regress"):
+            self.pooler = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.Tanh())
+        if cfg.head in ("classify", "regress", "tag"):
+            self.head_dropout = nn.Dropout(max(cfg.dropout, 0.1))
+            self.out = nn.Linear(cfg.d_model, cfg.num_outputs)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
+            if name.endswith(("out_proj.weight", "fc2.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    # -------------------------------------------------------------------------------- shared calls
+    def hidden(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``ids [b, L]`` (``mask`` True on real tokens) → final hidden states ``[b, L, d]``."""
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be [batch, length], got shape {tuple(ids.shape)}")
+        if ids.shape[1] > self.config.l_max:
+            raise ValueError(f"{ids.shape[1]} tokens exceed the model's context l_max={self.config.l_max}")
+        if mask is None:
+            mask = ids != self.tokenizer.pad_id
+        x = self.embed_dropout(self.embedding(ids))
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+    def pooled(self, ids: Tensor, mask: Tensor | None = None, hidden: Tensor | None = None) -> Tensor:
+        """One vector per sequence: BEACON-B's pooler on ``<cls>``, else the mean over real tokens (or the last)."""
+        mask = ids != self.tokenizer.pad_id if mask is None else mask
+        h = self.hidden(ids, mask) if hidden is None else hidden
+        if hasattr(self, "pooler"):
+            return self.pooler(h[:, 0])
+        if self.config.pooling == "last":  # causal models pad on the left: the last position saw everything
+            return h[:, -1]
+        return mean_pool(h, mask)
+
+    def token_logits(self, hidden: Tensor) -> Tensor:
+        """Vocabulary logits from hidden states (the tied LM / MLM head)."""
+        if self.config.head == "mlm":
+            return F.linear(self.transform(hidden), self.embedding.weight, self.lm_bias)
+        return F.linear(hidden, self.embedding.weight)
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        mask = ids != self.tokenizer.pad_id if mask is None else mask
+        h = self.hidden(ids, mask)
+        head = self.config.head
+        if head in ("lm", "mlm"):
+            return self.token_logits(h)
+        if head == "tag":
+            return self.out(self.head_dropout(h))
+        return self.out(self.head_dropout(self.pooled(ids, mask, hidden=h)))
+
+    # -------------------------------------------------------------------------------- heads
+    def with_head(
+        self, head: str, num_outputs: int = 0, labels: list[str] | None = None, task: str = "", **changes
+    ) -> GenomicsModel:
+        """A copy of this backbone with a fresh ``head`` (fine-tuning from a pretrained model)."""
+        cfg = replace(self.config, head=head, num_outputs=num_outputs, labels=list(labels or []), task=task, **changes)
+        model = GenomicsModel(cfg)
+        backbone = {k: v for k, v in self.state_dict().items() if not k.startswith(_HEAD_PREFIXES)}
+        missing, _ = model.load_state_dict(backbone, strict=False)
+        if any(not k.startswith(_HEAD_PREFIXES) for k in missing):
+            raise ValueError(f"backbone weights missing: {[k for k in missing if not k.startswith(_HEAD_PREFIXES)]}")
+        return model
+
+    def lm_loss(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Next-token cross-entropy over real target tokens (causal models)."""
+        logits = self.token_logits(self.hidden(ids, mask))[:, :-1]
+        targets = ids[:, 1:].masked_fill(~mask[:, 1:] | ~mask[:, :-1], -100)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+    @torch.no_grad()
+    def log_likelihood(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """Per-token ``log p(x_t | x_<t)`` ``[b, L-1]`` (0 where the target is padding)."""
+        logits = self.token_logits(self.hidden(ids, mask))[:, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        return logp * (mask[:, 1:] & mask[:, :-1])
+
+
+_HEAD_PREFIXES = ("out.", "pooler.", "head_dropout.", "transform.", "lm_bias")
+
+
+def mean_pool(h: Tensor, mask: Tensor) -> Tensor:
+    weights = mask.unsqueeze(-1).to(h.dtype)
+    return (h * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def mask_tokens(
+    ids: Tensor, mask: Tensor, tokenizer: Tokenizer, *, probability: float = 0.15, generator=None
+) -> tuple[Tensor, Tensor]:
+    """BERT masking: pick ``probability`` of the bases; of those 80% → ``mask``, 10% → a random base, 10% kept.
+    Returns ``(inputs, targets)`` with targets ``-100`` where nothing is predicted."""
+    bases = torch.zeros_like(mask)
+    for i in tokenizer.base_ids:
+        bases |= ids == i
+    bases &= mask
+    chosen = (torch.rand(ids.shape, generator=generator) < probability) & bases
+    targets = ids.masked_fill(~chosen, -100)
+    roll = torch.rand(ids.shape, generator=generator)
+    inputs = ids.clone()
+    inputs[chosen & (roll < 0.8)] = tokenizer.mask_id
+    random_base = torch.tensor(tokenizer.base_ids[:4])[torch.randint(0, 4, ids.shape, generator=generator)]
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    inputs[swap] = random_base[swap]
+    return inputs, targets
