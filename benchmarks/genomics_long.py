@@ -5,9 +5,10 @@ width and depth, from 1k to 1M tokens, with fitted growth exponents; and the who
     python -m benchmarks.genomics_long [--write] [--lengths 1024 8192 ...] [--budget-s 300]
 
 Method: every (model, length) runs in a fresh subprocess (so peak memory is its own): build the model
-(random weights; speed and memory do not depend on them) with ``l_max`` = length + 2, then forward passes at the length under ``torch.no_grad`` (batch 1, float32, all cores),
-timed as the median of up to 3 (after a warm-up at min(1k, length)); peak memory = the process's peak resident set (``VmHWM``) minus its
-resident set just before the timed forward. A run is skipped when the previous length's time, grown by
+(random weights; speed and memory do not depend on them) with ``l_max`` = length + 2, warm up at
+min(1k, length), then run forward passes at the length under ``torch.no_grad`` (batch 1, float32, all
+cores), timed as the median of up to 3; peak memory = the process's peak resident set (``VmHWM``) minus
+its resident set just before the timed forward. A run is skipped when the previous length's time, grown by
 the exponent fitted so far, predicts more than ``--budget-s``, or when it runs out of memory (reported).
 The transformer uses PyTorch's CPU scaled-dot-product attention (causal, flash-style, so its memory grows
 linearly and its time quadratically). Exponents: least squares of log(time) and log(memory) on

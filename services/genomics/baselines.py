@@ -128,3 +128,28 @@ def markov_table(
         alpha = min(scores, key=scores.get)
         rows.append({"k": k, "alpha": alpha, "bits_per_base": scores[alpha], "bases": len(positions)})
     return rows
+
+
+STOPS = ("TAA", "TAG", "TGA")
+
+
+def orf_mask(sequence: str, min_codons: int = 100) -> np.ndarray:
+    """The classic non-learned coding predictor: 1 on every base of an open reading frame (ATG to the next
+    in-frame stop, stop included) of at least ``min_codons`` codons, in any of the six frames."""
+    from .tokenizer import reverse_complement
+
+    n = len(sequence)
+    mask = np.zeros(n, dtype=np.uint8)
+    for strand, seq in ((1, sequence), (-1, reverse_complement(sequence))):
+        for frame in range(3):
+            start = None
+            for i in range(frame, n - 2, 3):
+                codon = seq[i : i + 3]
+                if start is None and codon == "ATG":
+                    start = i
+                elif start is not None and codon in STOPS:
+                    if (i + 3 - start) // 3 >= min_codons:
+                        a, b = (start, i + 3) if strand == 1 else (n - i - 3, n - start)
+                        mask[a:b] = 1
+                    start = None
+    return mask

@@ -191,3 +191,15 @@ def test_linear_baselines_learn_positional_and_kmer_signals():
     assert (kmer.argmax(1) == truth).mean() > 0.5  # chance is 1/3
     with pytest.raises(ValueError, match="equal lengths"):
         baselines.onehot(["ACG", "AC"])
+
+
+def test_orf_rule_marks_long_open_reading_frames_on_both_strands():
+    from services.genomics.tokenizer import reverse_complement
+
+    orf = "ATG" + "GCT" * 100 + "TAA"  # 102 codons
+    seq = "CC" + orf + "TTTTT"
+    mask = baselines.orf_mask(seq)
+    assert mask[2 : 2 + len(orf)].all() and mask.sum() == len(orf)
+    flipped = baselines.orf_mask(reverse_complement(seq))
+    assert np.array_equal(flipped, mask[::-1])
+    assert baselines.orf_mask("ATG" + "GCT" * 50 + "TAA").sum() == 0  # too short
