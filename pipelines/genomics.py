@@ -241,6 +241,10 @@ class GenomicsPipeline(Pipeline):
         self.lm_valid = genome[val_start:test_start]
         self.lm_train = [genome[:val_start], *extra]
         self.lm_markov_train = [genome[:test_start], *extra]  # Markov fits everything before the test part
+        if max(len(s) for s in self.lm_train) <= p.seq_len:
+            raise ValueError(f"language-model pretraining needs a training sequence longer than seq_len={p.seq_len} "
+                             f"(the first record's first 85% and any further records); got at most "
+                             f"{max(len(s) for s in self.lm_train)} bases")  # fmt: skip
 
     def _load_mlm(self) -> None:
         p = self.preset
