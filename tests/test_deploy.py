@@ -43,6 +43,7 @@ def test_rayservice_carries_the_same_applications():
     def comparable(app: dict) -> dict:
         app = yaml.safe_load(yaml.safe_dump(app))
         app["args"].pop("tracking_uri")
+        app["args"].pop("num_cpus")  # CPU shares are sized per cluster (see serve.yaml's header)
         app["runtime_env"]["env_vars"].pop("MLFLOW_TRACKING_URI")
         return app
 
