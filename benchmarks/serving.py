@@ -9,6 +9,7 @@ the batch sizes the model deployment reported in its answers. The load generator
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import logging
@@ -119,3 +120,49 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['p99_ms']:.1f} | {r['mean_batch']:.2f} | {r['max_batch']} | {r['errors']} |"
         )
     return "\n".join(lines)
+
+
+Endpoint = tuple[str, dict, str]  # (path under the app, JSON body, what the body is, for the table's title)
+
+
+def main(
+    argv: list[str] | None,
+    *,
+    doc: str,
+    section: str,
+    title: str,
+    name: str,
+    prefix: str,
+    build_app: Callable[[dict], Any],
+    endpoints: Callable[[argparse.Namespace], list[Endpoint]],
+    method: Callable[[argparse.Namespace], str],
+    app_args: dict | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """The command line every ``benchmarks/serve_<domain>.py`` shares: deploy ``build_app`` under
+    ``/<name>-batch-<off|on>``, sweep each endpoint, print the tables under ``title`` and, with
+    ``--write``, replace ``section`` of ``benchmarks/RESULTS.md``."""
+    from benchmarks.common import provenance, write_section
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--warmup-s", type=float, default=3.0)
+    parser.add_argument("--window-s", type=float, default=15.0)
+    parser.add_argument("--write", action="store_true")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    common = (
+        f"Closed loop, {args.window_s:.0f} s windows after a {args.warmup_s:.0f} s warm-up; one model replica "
+        "(0.5 CPU share, 1 torch thread); the load generator runs on the same 2 cores. "
+    )
+    sections = [title, "", provenance(), common + method(args), ""]
+    for path, body, what in endpoints(args):
+        rows = sweep(name, build_app, app_args or {}, path, body, args.concurrency, args.warmup_s, args.window_s)
+        sections += [f"POST {prefix}{path} ({what}):", "", table(rows), ""]
+    text = "\n".join(sections)
+    print(text)
+    if args.write:
+        write_section(section, text)
+    return 0
