@@ -8,6 +8,8 @@
   docs at ``/docs``.
 * :func:`call_model` — one request to the model deployment under the per-request timeout (504 when it
   runs out); :func:`health` and :func:`versions` back every app's ``/healthz`` and ``/version``.
+* :func:`bind_model_server` and :func:`ingress_options` — the deployment options every app builder
+  derives from its ``args`` (batch size, batch wait, pinned versions, CPU share).
 
 Batching: ``@serve.batch`` never forms batches larger than ``max_ongoing_requests`` of the batched
 deployment and of every deployment in front of it, so apps set both to at least the batch size.
@@ -163,3 +165,27 @@ async def health(handle, timeout_s: float = 5.0) -> dict[str, Any]:
 
 async def versions(handle, timeout_s: float = 5.0) -> dict[str, Any]:
     return (await health(handle, timeout_s))["models"]
+
+
+def bind_model_server(deployment, models: dict[str, Any], args: dict[str, Any], *, pinned_versions: bool = True):
+    """Bind a model deployment from an app builder's ``args`` the same way in every app:
+    ``max_batch_size`` (16), ``batch_wait_timeout_s`` (5 ms) and, unless ``pinned_versions`` is off,
+    ``versions`` go to its ``user_config`` (so a redeploy that changes them reloads without a restart);
+    ``num_cpus`` (0.5) is its CPU share; ``max_ongoing_requests`` stays above the batch size."""
+    batch = int(args.get("max_batch_size", DEFAULT_MAX_BATCH))
+    user_config: dict[str, Any] = {
+        "max_batch_size": batch,
+        "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", DEFAULT_BATCH_WAIT_S)),
+    }
+    if pinned_versions:
+        user_config["versions"] = args.get("versions") or {}
+    return deployment.options(
+        max_ongoing_requests=max(32, 2 * batch),
+        ray_actor_options={"num_cpus": float(args.get("num_cpus", 0.5))},
+        user_config=user_config,
+    ).bind(models, tracking_uri=args.get("tracking_uri"))
+
+
+def ingress_options(args: dict[str, Any]) -> dict[str, Any]:
+    """The ingress's deployment options: enough ongoing requests to fill the model server's batches."""
+    return {"max_ongoing_requests": max(64, 4 * int(args.get("max_batch_size", DEFAULT_MAX_BATCH)))}

@@ -33,7 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from services.common.errors import ERROR_RESPONSES, InputError
-from services.common.serving import ModelServer, call_model, create_app, health, versions
+from services.common.serving import (
+    ModelServer,
+    bind_model_server,
+    call_model,
+    create_app,
+    health,
+    ingress_options,
+    versions,
+)
 
 from . import inference
 from .sequences import Record, SequenceError, normalize, parse_fasta_text
@@ -455,14 +463,8 @@ def build_app(args: dict[str, Any]) -> serve.Application:
         flat.update({f"{kind}:{task}": name for task, name in (models[kind] or {}).items()})
     tasks = {"lm": ["lm"] if models["lm"] else [], "classify": sorted(models["classify"] or {}),
              "tag": sorted(models["tag"] or {})}  # fmt: skip
-    batch = int(args.get("max_batch_size", 16))
-    server = GenomicsServer.options(
-        max_ongoing_requests=max(32, 2 * batch),
-        ray_actor_options={"num_cpus": float(args.get("num_cpus", 0.5))},
-        user_config={"versions": args.get("versions") or {}, "max_batch_size": batch,
-                     "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.005))},
-    ).bind(flat, tracking_uri=args.get("tracking_uri"))  # fmt: skip
-    return GenomicsIngress.options(max_ongoing_requests=max(64, 4 * batch)).bind(
+    server = bind_model_server(GenomicsServer, flat, args)
+    return GenomicsIngress.options(**ingress_options(args)).bind(
         server, tasks=tasks, request_timeout_s=float(args.get("request_timeout_s", 30)),
         max_sequences=int(args.get("max_sequences", MAX_SEQUENCES)), max_bases=int(args.get("max_bases", MAX_BASES)),
         max_tag_bases=int(args.get("max_tag_bases", MAX_TAG_BASES)),

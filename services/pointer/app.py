@@ -26,7 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from services.common.errors import ERROR_RESPONSES, InputError
-from services.common.serving import ModelServer, call_model, create_app, health, versions
+from services.common.serving import (
+    ModelServer,
+    bind_model_server,
+    call_model,
+    create_app,
+    health,
+    ingress_options,
+    versions,
+)
 
 from . import problems, tsplib
 from .solver import Options, solve_many
@@ -235,17 +243,8 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     unknown = set(models) - set(TASKS)
     if unknown:
         raise ValueError(f"models names unknown tasks {sorted(unknown)}; tasks are {sorted(TASKS)}")
-    batch = int(args.get("max_batch_size", 16))
-    solver = PointerSolver.options(
-        max_ongoing_requests=max(32, 2 * batch),
-        ray_actor_options={"num_cpus": float(args.get("num_cpus", 0.5))},
-        user_config={
-            "versions": args.get("versions") or {},
-            "max_batch_size": batch,
-            "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.005)),
-        },
-    ).bind(models, tracking_uri=args.get("tracking_uri"))
-    return PointerIngress.options(max_ongoing_requests=max(64, 4 * batch)).bind(
+    solver = bind_model_server(PointerSolver, models, args)
+    return PointerIngress.options(**ingress_options(args)).bind(
         solver,
         tasks=sorted(models),
         max_points=int(args.get("max_points", 200)),

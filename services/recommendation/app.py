@@ -24,7 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from services.common.errors import ERROR_RESPONSES
-from services.common.serving import ModelServer, call_model, create_app, health, versions
+from services.common.serving import (
+    ModelServer,
+    bind_model_server,
+    call_model,
+    create_app,
+    health,
+    ingress_options,
+    versions,
+)
 
 from .ctr import Schema
 from .sequences import pad_left
@@ -222,13 +230,7 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     unknown = set(models) - set(DEFAULT_MODELS)
     if unknown:
         raise ValueError(f"models names unknown endpoints {sorted(unknown)}; expected {sorted(DEFAULT_MODELS)}")
-    batch = int(args.get("max_batch_size", 16))
-    server = RecommendServer.options(
-        max_ongoing_requests=max(32, 2 * batch),
-        ray_actor_options={"num_cpus": float(args.get("num_cpus", 0.5))},
-        user_config={"versions": args.get("versions") or {}, "max_batch_size": batch,
-                     "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.005))},
-    ).bind(models, tracking_uri=args.get("tracking_uri"))  # fmt: skip
-    return RecommendIngress.options(max_ongoing_requests=max(64, 4 * batch)).bind(
+    server = bind_model_server(RecommendServer, models, args)
+    return RecommendIngress.options(**ingress_options(args)).bind(
         server, request_timeout_s=float(args.get("request_timeout_s", 10))
     )

@@ -33,7 +33,7 @@ from ray import serve
 
 from services.common.errors import ERROR_RESPONSES, InputError
 from services.common.registry import ModelInfo, load_registered, resolve_version
-from services.common.serving import create_app
+from services.common.serving import bind_model_server, create_app, ingress_options
 
 from .data import make_transforms
 from .models import grad_cam
@@ -312,13 +312,8 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     ``request_timeout_s``, ``max_pixels``, ``num_cpus``.
     """
     models = {k: v for k, v in {**DEFAULT_MODELS, **(args.get("models") or {})}.items() if v}
-    batch = int(args.get("max_batch_size", 16))
-    server = VisionServer.options(
-        max_ongoing_requests=max(32, 2 * batch),
-        ray_actor_options={"num_cpus": float(args.get("num_cpus", 0.5))},
-        user_config={"max_batch_size": batch, "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.005))},
-    ).bind(models, tracking_uri=args.get("tracking_uri"))
-    return VisionIngress.options(max_ongoing_requests=max(64, 4 * batch)).bind(
+    server = bind_model_server(VisionServer, models, args, pinned_versions=False)
+    return VisionIngress.options(**ingress_options(args)).bind(
         server, models=sorted(models), request_timeout_s=float(args.get("request_timeout_s", 20)),
         max_pixels=int(args.get("max_pixels", MAX_PIXELS)),
     )  # fmt: skip
