@@ -175,7 +175,8 @@ def reference_check(count: int = 50, n: int = 20) -> dict[str, float]:
         "instances": count,
         "mean_gap_pct": 100 * float(np.mean(gaps)),
         "max_gap_pct": 100 * float(np.max(gaps)),
-        "optimal_share_pct": 100 * float(np.mean(np.abs(gaps) < 1e-9)),
+        # points are float32 values, so equal tours differ in length by ~1e-7 relative
+        "optimal_share_pct": 100 * float(np.mean(np.abs(gaps) < 1e-6)),
     }
 
 
