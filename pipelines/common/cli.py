@@ -87,7 +87,7 @@ def main(
         )
         print(markdown_table(outcome.evaluation.table))
         print(
-            f"registered {pipeline_cls(preset).registered_name} v{outcome.version} "
+            f"registered {outcome.registered_name} v{outcome.version} "
             f"({'champion' if outcome.promoted else 'not promoted'}; run {outcome.run_id})"
         )
         return 0

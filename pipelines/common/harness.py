@@ -426,6 +426,7 @@ def _maybe_fail(config: dict[str, Any], epoch: int, rank: int, world: int) -> No
 class TrainOutcome:
     run_id: str
     run_name: str
+    registered_name: str
     version: str
     promoted: bool
     evaluation: Evaluation
@@ -594,7 +595,16 @@ def finish_run(
             registry.set_champion(name, registered.version)
     verdict = "promoted to champion" if promoted else f"kept champion v{champion_before}"
     log.info("%s v%s: %s = %.4f, %s", name, registered.version, evaluation.primary, evaluation.score(), verdict)
-    return TrainOutcome(run_id, run_name, registered.version, promoted, evaluation, champion_before, epochs_completed)
+    return TrainOutcome(
+        run_id,
+        run_name,
+        pipeline.registered_name,
+        registered.version,
+        promoted,
+        evaluation,
+        champion_before,
+        epochs_completed,
+    )
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
