@@ -75,3 +75,21 @@ def test_build_model_from_config_and_grad_cam():
     assert float(maps.min()) >= 0 and float(maps.max()) <= 1 + 1e-6
     van = vm.build_model({"arch": "van_small_input"})
     assert vm.grad_cam(van, torch.randn(1, 1, 28, 28))[0].shape == (1, 28, 28)
+
+
+def test_importing_the_package_alone_registers_the_models():
+    """``import services.vision`` is all a user does before ``timm.create_model("van_b0")``: checked in a
+    fresh interpreter, since this test module's own imports would register them anyway."""
+    import subprocess
+    import sys
+
+    code = (
+        "import timm, services.vision\n"
+        "names = ['van_b0', 'biformer_tiny', 'agent_deit_tiny', 'agent_swin_tiny']\n"
+        "missing = [n for n in names if not timm.is_model(n)]\n"
+        "assert not missing, missing\n"
+        "print(type(timm.create_model('van_b0', num_classes=3)).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("VAN")
