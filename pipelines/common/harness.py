@@ -567,8 +567,12 @@ def finish_run(
             columns = {key: [row.get(key) for row in evaluation.table] for key in evaluation.table[0]}
             mlflow.log_table(columns, artifact_file="evaluation/table.json")
             mlflow.log_text(markdown_table(evaluation.table), "evaluation/table.md")
-        for artifact, figure in {**learning_curves(run_id), **evaluation.figures}.items():
+        figures = {**learning_curves(run_id), **evaluation.figures}  # learning_curves selects the Agg backend
+        import matplotlib.pyplot as plt
+
+        for artifact, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{artifact}")
+            plt.close(figure)  # pyplot keeps every figure alive until closed
         registered = registry.log_model(
             model,
             pipeline.model_config(),
