@@ -2,8 +2,8 @@
 their predictions.
 
 ``build_model({"arch": "van_small_input", "num_classes": 10, "in_chans": 1, ...})`` goes through
-``timm.create_model`` after importing our modules, which registers VAN, BiFormer and Agent Attention in
-timm. The config also carries what serving needs: class names, input size, normalisation.
+``timm.create_model``; importing this package (``services/vision/__init__.py``) registered VAN, BiFormer
+and Agent Attention in timm. The config also carries what serving needs: class names, input size, normalisation.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass, field
 import timm
 import torch
 from torch import Tensor, nn
-
-from . import agent, biformer, van  # noqa: F401 - registers the architectures in timm
 
 ARCHES = {
     "van": ("van_b0", "van_b1", "van_b2", "van_b3", "van_b4", "van_b5", "van_b6", "van_small_input"),
