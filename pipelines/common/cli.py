@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .harness import Pipeline, markdown_table, metric_name, set_experiment, train
+from .harness import Pipeline, log_figures, markdown_table, metric_name, set_experiment, train
 
 
 def _setup_logging() -> None:
@@ -112,10 +112,6 @@ def _evaluate(pipeline_cls: type[Pipeline], args: argparse.Namespace, train_opti
         mlflow.set_tags({"evaluates": f"{info.name}/{info.version}", "source_run": info.run_id or ""})
         mlflow.log_metrics({metric_name(f"eval/{k}"): float(v) for k, v in evaluation.metrics.items()})
         mlflow.log_text(markdown_table(evaluation.table), "evaluation/table.md")
-        import matplotlib.pyplot as plt
-
-        for artifact, figure in evaluation.figures.items():
-            mlflow.log_figure(figure, f"plots/{artifact}")
-            plt.close(figure)  # pyplot keeps every figure alive until closed
+        log_figures(evaluation.figures)
     print(markdown_table(evaluation.table))
     return 0

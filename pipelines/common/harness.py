@@ -567,12 +567,7 @@ def finish_run(
             columns = {key: [row.get(key) for row in evaluation.table] for key in evaluation.table[0]}
             mlflow.log_table(columns, artifact_file="evaluation/table.json")
             mlflow.log_text(markdown_table(evaluation.table), "evaluation/table.md")
-        figures = {**learning_curves(run_id), **evaluation.figures}  # learning_curves selects the Agg backend
-        import matplotlib.pyplot as plt
-
-        for artifact, figure in figures.items():
-            mlflow.log_figure(figure, f"plots/{artifact}")
-            plt.close(figure)  # pyplot keeps every figure alive until closed
+        log_figures({**learning_curves(run_id), **evaluation.figures})
         registered = registry.log_model(
             model,
             pipeline.model_config(),
@@ -622,6 +617,17 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(row.get(k, "")) for k in keys) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def log_figures(figures: dict[str, Any]) -> None:
+    """Log each figure to the active MLflow run under ``plots/`` and close it (pyplot keeps every figure
+    alive until closed)."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    for artifact, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{artifact}")
+        plt.close(figure)
 
 
 def learning_curves(run_id: str) -> dict[str, Any]:
