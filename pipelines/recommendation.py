@@ -60,7 +60,7 @@ class RecPreset(TrainPreset):
     head_dim: int = 8
     ctr_heads: int = 2
     ctr_dim: int = 16
-    rank: int = 0  # serving rank for Hiformer's low-rank factorisation (0: full)
+    rank: int = 0  # train Hiformer's composite projections factorised at this rank (0: full rank)
 
 
 def _p(**kw: Any) -> RecPreset:
@@ -79,18 +79,22 @@ PRESETS: dict[str, RecPreset] = {
            dropout=0.2),
         _p(name="quick-ctr", task="ctr", model="hiformer", dataset="synthetic", rows=60_000, test_rows=20_000,
            epochs=3, batch_size=512, lr=2e-3),
-        # the published MQSA-TED / SASRec settings (data from --data)
-        _p(name="mqsa-ted-toys", dataset="toys", epochs=200, batch_size=256, lr=1e-3, weight_decay=1e-4,
-           grad_clip=None, patience=20),
-        _p(name="sasrec-toys", model="sasrec", dataset="toys", epochs=200, batch_size=256, lr=1e-3,
-           weight_decay=1e-4, grad_clip=None, patience=20),
-        _p(name="mqsa-ted-sports", dataset="sports", epochs=200, batch_size=256, lr=1e-3, weight_decay=1e-4,
-           grad_clip=None, patience=20),
-        _p(name="sasrec-sports", model="sasrec", dataset="sports", epochs=200, batch_size=256, lr=1e-3,
-           weight_decay=1e-4, grad_clip=None, patience=20),
+        # the published MQSA-TED / SASRec model settings (data from --data); lr 3e-3 instead of the papers'
+        # 1e-3 (at 1e-3 validation NDCG@20 stays at the popularity level for the first epochs on CPU budgets)
+        _p(name="mqsa-ted-toys", dataset="toys", epochs=50, batch_size=256, lr=3e-3, weight_decay=1e-4,
+           grad_clip=None, patience=10, workers=1, cpus_per_worker=2),
+        _p(name="sasrec-toys", model="sasrec", dataset="toys", epochs=50, batch_size=256, lr=3e-3,
+           weight_decay=1e-4, grad_clip=None, patience=10, workers=1, cpus_per_worker=2),
+        _p(name="mqsa-ted-sports", dataset="sports", epochs=50, batch_size=256, lr=3e-3, weight_decay=1e-4,
+           grad_clip=None, patience=10, workers=1, cpus_per_worker=2),
+        _p(name="sasrec-sports", model="sasrec", dataset="sports", epochs=50, batch_size=256, lr=3e-3,
+           weight_decay=1e-4, grad_clip=None, patience=10, workers=1, cpus_per_worker=2),
         # click ranking on the synthetic data with known optimum (--model picks the baselines)
         _p(name="hiformer-synthetic", task="ctr", model="hiformer", dataset="synthetic", rows=1_000_000,
            test_rows=200_000, epochs=8, batch_size=512, lr=2e-3, layers=2, ctr_dim=16, ctr_heads=2, head_dim=8),
+        _p(name="hiformer-synthetic-lowrank", task="ctr", model="hiformer", dataset="synthetic", rows=1_000_000,
+           test_rows=200_000, epochs=8, batch_size=512, lr=2e-3, layers=2, ctr_dim=16, ctr_heads=2, head_dim=8,
+           rank=16),
         _p(name="ctr-criteo", task="ctr", model="hiformer", dataset="criteo", data_format="criteo", epochs=5,
            batch_size=512, lr=1e-3),
         _p(name="ctr-avazu", task="ctr", model="hiformer", dataset="avazu", data_format="avazu", epochs=5,
@@ -102,7 +106,7 @@ PRESETS: dict[str, RecPreset] = {
 # fmt: on
 
 
-SERVING_RANKS = (2, 4, 8)  # Hiformer low-rank serving variants evaluated when the preset names none
+SERVING_RANKS = (2, 4, 8)  # post-hoc SVD ranks evaluated for a full-rank Hiformer
 
 
 def registered_name(task: str, dataset: str, model: str) -> str:
@@ -131,7 +135,8 @@ class RecommendationPipeline(Pipeline):
 
     @property
     def registered_name(self) -> str:
-        return registered_name(self.preset.task, self.preset.dataset, self.preset.model)
+        name = registered_name(self.preset.task, self.preset.dataset, self.preset.model)
+        return f"{name}-rank{self.preset.rank}" if self.preset.task == "ctr" and self.preset.rank else name
 
     # ------------------------------------------------------------------------------------- data
     def _load_sequences(self) -> None:
@@ -184,7 +189,7 @@ class RecommendationPipeline(Pipeline):
             ).to_dict()  # fmt: skip
         return ranking.CTRConfig(
             kind=p.model, cardinalities=self.schema.cardinalities, num_dense=len(self.schema.dense), dim=p.ctr_dim,
-            layers=p.layers, heads=p.ctr_heads, head_dim=p.head_dim, schema=self.schema.to_dict(),
+            layers=p.layers, heads=p.ctr_heads, head_dim=p.head_dim, rank=p.rank or None, schema=self.schema.to_dict(),
         ).to_dict()  # fmt: skip
 
     def build_model(self) -> nn.Module:
@@ -302,26 +307,40 @@ class RecommendationPipeline(Pipeline):
         result = metrics.click_metrics(self.test_tensors[2].numpy(), probs)
         if self.bayes_auc is not None:
             result["bayes_optimal_AUC"] = self.bayes_auc
-        table = [
-            {"model": p.model, "variant": "trained", **result, "ms_per_request": request_ms(model, self.test_tensors)}
-        ]
+        trained = "trained" if not p.rank else f"trained at rank {p.rank}"
+        table = [{"model": p.model, "variant": trained, **result, **request_times(model, self.test_tensors)}]
+        baseline = table[0]
         if p.model == "hiformer":  # the serving variants: last layer pruned to the task token, then low rank
-            for rank in (None, *((p.rank,) if p.rank else SERVING_RANKS)):
+            if p.rank:  # the speed baseline: a full-rank model of the same shape (timing ignores the weights)
+                full = ranking.build_model({**self.model_config(), "rank": None})
+                baseline = {"model": p.model, "variant": "full rank (timing only)",
+                            **request_times(full, self.test_tensors)}  # fmt: skip
+                table.append(baseline)
+            for rank in (None,) if p.rank else (None, *SERVING_RANKS):
                 served = model.for_serving(rank=rank)
                 served_result = metrics.click_metrics(
                     self.test_tensors[2].numpy(), self.click_probabilities(served, self.test_tensors)
                 )
-                name = "pruned" if rank is None else f"pruned + rank {rank}"
+                name = "pruned" if rank is None else f"pruned + SVD rank {rank}"
                 table.append({"model": p.model, "variant": name, **served_result,
-                              "ms_per_request": request_ms(served, self.test_tensors)})  # fmt: skip
+                              **request_times(served, self.test_tensors)})  # fmt: skip
                 result[f"{name.replace(' ', '_')}_AUC"] = served_result["AUC"]
             # the fastest variant within 0.002 AUC of the trained model is the one to serve
-            close = [r for r in table[1:] if r["AUC"] >= table[0]["AUC"] - 0.002]
+            close = [r for r in table[1:] if "AUC" in r and r["AUC"] >= table[0]["AUC"] - 0.002]
             if close:
                 best = min(close, key=lambda r: r["ms_per_request"])
-                result["serving_speedup"] = table[0]["ms_per_request"] / best["ms_per_request"]
                 result["serving_variant_AUC_drop"] = table[0]["AUC"] - best["AUC"]
+                for key in REQUEST_SIZES.values():
+                    result[f"serving_speedup_{key.removeprefix('ms_')}"] = baseline[key] / best[key]
         return Evaluation(result, "AUC", True, table)
+
+
+REQUEST_SIZES = {64: "ms_per_request", 1024: "ms_per_1024_candidates"}  # candidates per request → column
+
+
+def request_times(model: nn.Module, tensors) -> dict[str, float]:
+    """Median milliseconds per request at each of :data:`REQUEST_SIZES`."""
+    return {key: request_ms(model, tensors, candidates) for candidates, key in REQUEST_SIZES.items()}
 
 
 def request_ms(model: nn.Module, tensors, candidates: int = 64, repeats: int = 50) -> float:
@@ -329,7 +348,8 @@ def request_ms(model: nn.Module, tensors, candidates: int = 64, repeats: int = 5
     import time
 
     cat, dense, _ = tensors
-    cat, dense = cat[:candidates], dense[:candidates]
+    rows = torch.arange(candidates) % len(cat)  # a small test set repeats rows to fill the request
+    cat, dense = cat[rows], dense[rows]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -139,15 +139,18 @@ class TokenCTR(nn.Module):
 
     @torch.no_grad()
     def for_serving(self, rank: int | None = None) -> TokenCTR:
-        """A copy with the last layer pruned to the task tokens and, for Hiformer, the composite
-        projections factorised to ``rank`` (truncated SVD of the trained matrices)."""
-        cfg = CTRConfig(**{**self.config.to_dict(), "rank": rank if self.config.kind == "hiformer" else None})
-        served = TokenCTR(cfg)
-        state = {k: v for k, v in self.state_dict().items() if not _is_composite(k) or rank is None}
-        served.load_state_dict(state, strict=rank is None)
-        if rank is not None and self.config.kind == "hiformer":
+        """A copy with the last layer pruned to the task tokens; for Hiformer, ``rank`` re-factorises the
+        composite projections (truncated SVD of the trained matrices), None keeps them as trained (full
+        or low-rank)."""
+        target = rank if rank is not None and self.config.kind == "hiformer" else self.config.rank
+        served = TokenCTR(CTRConfig(**{**self.config.to_dict(), "rank": target}))
+        same = target == self.config.rank
+        served.load_state_dict(
+            {k: v for k, v in self.state_dict().items() if same or not _is_composite(k)}, strict=same
+        )
+        if not same:
             for mine, theirs in zip(served.layers, self.layers):
-                mine.attention = theirs.attention.factorize(rank)
+                mine.attention = theirs.attention.factorize(target)
         served.prune = True
         return served.eval()
 

@@ -94,3 +94,24 @@ def test_hiformer_learns_clicks_and_serving_variants_keep_its_scores():
     assert auc > 0.65  # chance is 0.5; the optimum on this sample is about 0.9
     assert torch.allclose(pruned, logits, atol=1e-5)  # pruning removes only unused computation
     assert torch.allclose(full_rank, logits, atol=1e-3)  # a full-rank factorisation is the same matrix
+
+
+def test_low_rank_hiformer_serves_at_its_trained_rank_beside_a_full_rank_timing():
+    import dataclasses
+
+    from pipelines.recommendation import PRESETS, RecommendationPipeline
+
+    pipe = RecommendationPipeline(dataclasses.replace(PRESETS["tiny-ctr"], rank=4, test_rows=500))
+    assert pipe.registered_name == "recommend-ctr-synthetic-hiformer-rank4"  # never competes with full rank
+    model = pipe.build_model().eval()
+    served = model.for_serving()
+    assert served.prune and all(layer.attention.rank == 4 for layer in served.layers)
+    cat, dense, _ = pipe.test_tensors
+    with torch.no_grad():
+        assert torch.allclose(served(cat, dense), model(cat, dense), atol=1e-5)
+    evaluation = pipe.evaluate(model)
+    assert [row["variant"] for row in evaluation.table] == ["trained at rank 4", "full rank (timing only)", "pruned"]
+    assert "AUC" not in evaluation.table[1]  # the full-rank row is a speed baseline, not a trained model
+    assert all(row["ms_per_request"] > 0 and row["ms_per_1024_candidates"] > 0 for row in evaluation.table)
+    assert evaluation.metrics["serving_variant_AUC_drop"] == pytest.approx(0.0, abs=1e-6)
+    assert {"serving_speedup_per_request", "serving_speedup_per_1024_candidates"} <= evaluation.metrics.keys()
