@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipelines.common.harness import markdown_table
 from pipelines.recommendation import request_ms
 from services.recommendation import ctr, ranking
 
@@ -43,18 +44,11 @@ def sweep(dims: tuple[int, ...], ranks: tuple[int, ...], candidates: tuple[int, 
 
 
 def markdown(rows: list[dict]) -> str:
-    keys = list(rows[0])
-    lines = [
-        "| " + " | ".join(keys) + " |",
-        "|" + "|".join("---:" if k.startswith(("ms", "speed")) else "---" for k in keys) + "|",
-    ]
-    for row in rows:
-        cells = []
-        for k in keys:
-            v = row[k]
-            cells.append(f"{v:.2f}×" if k.startswith("speed") else f"{v:.3f}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The sweep as a table: milliseconds to three decimals, speed-ups as ``1.23×``."""
+    return markdown_table([
+        {k: f"{v:.2f}×" if k.startswith("speed") else f"{v:.3f}" if isinstance(v, float) else v for k, v in row.items()}
+        for row in rows
+    ])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
