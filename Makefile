@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up down test lint bench venv clean
+.PHONY: up down test lint bench venv clean fuzz learning-spread
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (torch 2.14.1 wheels on disk are cp311)"'
@@ -24,6 +24,14 @@ lint: $(STAMP)
 # pytest exits non-zero (5) when it collects no tests, so an empty run fails too.
 test: lint
 	$(PY) -m pytest
+
+# schemathesis against every app `make up` serves, minutes per app (the tests run it with a small budget).
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} FUZZ_MAX_TIME=$${FUZZ_MAX_TIME:-300} deploy/fuzz.sh http://127.0.0.1:8000
+
+# The learning tests at seeds 0-2 with 1 and 2 threads: the spread their thresholds' margins come from.
+learning-spread: $(STAMP)
+	$(PY) -m tests.learning
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.core_scaling --write

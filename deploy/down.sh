@@ -3,17 +3,29 @@
 # MLflow runs and checkpoints stay in .run/ for the next `make up`.
 set -uo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-RUN="$ROOT/.run"
-VENV="$ROOT/.venv"
-export PATH="$VENV/bin:$PATH"
-export RAY_AUTH_MODE=token
-RAY_API="http://127.0.0.1:${RAY_DASHBOARD_PORT:-8265}"
+source "$(dirname "$0")/env.sh"
 
-if [ -f "$RUN/ray.started" ]; then
+if [ -f "$RUN/ray.tmpdir" ]; then
+  # Only the processes of the head make up started (its temp dir is in their command lines):
+  # `ray stop` would stop every Ray cluster on this machine.
   echo "stopping the Ray cluster make up started (Serve apps and jobs with it)"
-  ray stop >/dev/null 2>&1 || true
-  rm -f "$RUN/ray.started" "$RUN/serve.deployed" "$RUN/serve.apps"
+  "$VENV/bin/python" - "$(cat "$RUN/ray.tmpdir")" <<'PY'
+import os, sys, psutil
+tag = sys.argv[1]
+procs = [
+    p for p in psutil.process_iter(["cmdline"])
+    if p.pid != os.getpid() and any(tag in part for part in p.info["cmdline"] or [])
+]
+for p in procs:
+    try:
+        p.terminate()
+    except psutil.NoSuchProcess:
+        pass
+_, alive = psutil.wait_procs(procs, timeout=10)
+for p in alive:
+    p.kill()
+PY
+  rm -f "$RUN/ray.tmpdir" "$RUN/serve.deployed" "$RUN/serve.apps"
 elif [ -f "$RUN/serve.deployed" ]; then
   for app in $(cat "$RUN/serve.apps" 2>/dev/null); do
     echo "deleting Serve app $app from the Ray cluster make up found running"

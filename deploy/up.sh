@@ -4,57 +4,13 @@
 # Everything started here is recorded under .run/ so that `make down` stops exactly that.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-RUN="$ROOT/.run"
-VENV="$ROOT/.venv"
-PY="$VENV/bin/python"
-MLFLOW_PORT="${MLFLOW_PORT:-5000}"
-DASHBOARD_PORT="${RAY_DASHBOARD_PORT:-8265}"
-SERVE_PORT="${SERVE_PORT:-8000}"
-MLFLOW_URI="http://127.0.0.1:$MLFLOW_PORT"
-RAY_API="http://127.0.0.1:$DASHBOARD_PORT"
-
+source "$(dirname "$0")/env.sh"
 mkdir -p "$RUN"
 export ATTENTION_SUITE_HOME="$RUN"
 export MLFLOW_TRACKING_URI="$MLFLOW_URI"
-export RAY_AUTH_MODE=token  # Ray >= 2.59 enables token auth on local clusters; clients must opt in
-export PATH="$VENV/bin:$PATH"
-START=$(date +%s)
 
-say() { printf '[up %4ss] %s\n' "$(( $(date +%s) - START ))" "$*"; }
-
-wait_for() {  # wait_for <what> <seconds> <command...>
-  local what="$1" limit="$2"; shift 2
-  for _ in $(seq "$limit"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 1
-  done
-  say "timed out waiting for $what"; return 1
-}
-
-# --- MLflow tracking server (sqlite backend, artifacts in .run/mlartifacts, loopback only) ---
-if curl -sf "$MLFLOW_URI/health" >/dev/null 2>&1; then
-  say "MLflow already answering at $MLFLOW_URI: reusing it"
-else
-  say "starting MLflow at $MLFLOW_URI"
-  nohup "$VENV/bin/mlflow" server \
-    --backend-store-uri "sqlite:///$RUN/mlflow.db" \
-    --artifacts-destination "$RUN/mlartifacts" \
-    --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 >"$RUN/mlflow.log" 2>&1 &
-  echo $! >"$RUN/mlflow.pid"
-  wait_for "MLflow" 90 curl -sf "$MLFLOW_URI/health"
-fi
-
-# --- Ray head (dashboard on) ---
-if ray status >/dev/null 2>&1; then
-  say "a Ray cluster is already running: reusing it"
-else
-  say "starting a local Ray head (dashboard $RAY_API)"
-  ray start --head --num-cpus "${RAY_NUM_CPUS:-2}" --include-dashboard true \
-    --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" --disable-usage-stats >"$RUN/ray-start.log" 2>&1
-  touch "$RUN/ray.started"
-  wait_for "the Ray dashboard" 60 curl -sf -o /dev/null "$RAY_API"
-fi
+# --- MLflow and the Ray head, started together, on loopback (deploy/head.sh) ---
+UP_START=$START RUN="$RUN" "$ROOT/deploy/head.sh"
 
 # --- train what has no champion yet: quick presets, submitted as Ray jobs ---
 TRAIN=(

@@ -20,7 +20,8 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# ATTENTION_SUITE_TEST_THREADS: the learning-spread runs (see tests/learning.py) use 1 and 2.
+torch.set_num_threads(int(os.environ.get("ATTENTION_SUITE_TEST_THREADS", max(1, min(2, torch.get_num_threads())))))
 
 
 @pytest.fixture(autouse=True)

@@ -74,6 +74,17 @@ def test_rayjobs_name_existing_pipelines_and_presets():
     assert pipelines <= covered, f"pipelines without a RayJob: {pipelines - covered}"
 
 
+def test_rayjobs_keep_checkpoints_where_every_pod_reads_them():
+    for path in sorted((DEPLOY / "kuberay").glob("rayjob-*.yaml")):
+        spec = yaml.safe_load(path.read_text())["spec"]
+        storage = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]["ATTENTION_SUITE_STORAGE"]
+        assert storage.startswith("s3://"), f"{path.name}: {storage} is not shared by the pods"
+        pods = [spec["rayClusterSpec"]["headGroupSpec"], *spec["rayClusterSpec"]["workerGroupSpecs"]]
+        for group in pods:
+            (container,) = group["template"]["spec"]["containers"]
+            assert container["envFrom"], f"{path.name}: {container['name']} gets no storage credentials"
+
+
 def test_cluster_launcher_config_and_up_script_entrypoints():
     cluster = yaml.safe_load((DEPLOY / "cluster.yaml").read_text())
     assert cluster["provider"]["type"] == "local"

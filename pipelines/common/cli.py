@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,12 @@ def main(
     )
     t.add_argument("--workers", type=int, help="Ray Train workers (0 = in-process); default from the preset")
     t.add_argument("--epochs", type=int, help="override the preset's epochs")
+    t.add_argument(
+        "--cpus",
+        type=float,
+        metavar="N",
+        help="CPUs per Ray Train worker (also its torch threads, at least 1); default from the preset",
+    )
     t.add_argument("--no-promote", action="store_true", help="register but never move the champion alias")
     if train_options:
         train_options[0](t)
@@ -66,6 +73,8 @@ def main(
         configure(sub.add_parser(name))
 
     args = parser.parse_args(argv)
+    if getattr(args, "data", None) and "://" not in args.data:
+        args.data = os.path.abspath(args.data)  # Ray Train workers run in another directory
     _setup_logging()
     if args.command == "presets":
         for name, preset in pipeline_cls.presets.items():
@@ -75,6 +84,8 @@ def main(
         preset = pipeline_cls.preset_named(args.preset)
         if args.epochs:
             preset = dataclasses.replace(preset, epochs=args.epochs)
+        if args.cpus:
+            preset = dataclasses.replace(preset, cpus_per_worker=args.cpus)
         if train_options:
             preset = train_options[1](preset, args)
         outcome = train(

@@ -7,8 +7,9 @@ The harness does the rest:
 * data-parallel training on Ray Train (``TorchTrainer``, CPU workers with fractional CPUs, gradients
   averaged with one all-reduce per step);
 * a checkpoint every epoch (model, optimizer, scheduler, every worker's RNG, epoch, the domain's own
-  state); ``resume`` continues a run by name; a ``FailureConfig`` restarts a killed worker group from
-  the last checkpoint;
+  state) in the run storage every node reaches (:mod:`.storage`: a path, a shared mount or an object
+  store); ``resume`` continues a run by name; a ``FailureConfig`` restarts a killed worker group from
+  the last checkpoint, read back through that storage;
 * rank 0 logs metrics per step and epoch to one MLflow run that the driver created (params = the whole
   preset) and shows progress with ETA;
 * the driver then evaluates the final model, logs the evaluation table, learning curves and the
@@ -20,12 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import os
 import random
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -40,11 +39,11 @@ import torch
 from torch import nn
 
 from .progress import Progress
+from .storage import STATE_FILE, Storage, storage_uri
+
+FAULT_MARKER = "fault-injected"
 
 log = logging.getLogger("attention_suite.train")
-
-STATE_FILE = "state.pt"
-RUN_INFO = "run_info.json"
 
 
 # ------------------------------------------------------------------------------ what a domain gives
@@ -180,10 +179,9 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{suite_home() / 'mlflow.db'}"
 
 
-def storage_root() -> Path:
-    path = suite_home() / "ray_results"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def storage() -> Storage:
+    """The run storage (``ATTENTION_SUITE_STORAGE``, default ``<home>/ray_results``)."""
+    return Storage.from_uri(storage_uri(suite_home()))
 
 
 def set_experiment(name: str):
@@ -286,15 +284,16 @@ def train_loop(config: dict[str, Any]) -> None:
     optimizer, scheduler = pipeline.build_optimizer(model, steps * preset.epochs)
     start_epoch, global_step = 0, 0
     state = None
+    store = Storage.from_uri(config["storage_uri"])
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
-    on_disk = latest_checkpoint_on_disk(Path(config["storage_path"]) / config["run_name"])
-    if on_disk is not None and (state is None or on_disk["epoch"] > state["epoch"]):
+    stored = store.latest_state(config["run_name"])
+    if stored is not None and (state is None or stored["epoch"] > state["epoch"]):
         # A worker died right after a checkpoint was written but before Ray Train registered it:
         # the files are complete, so continue from them rather than redo the epoch.
-        state = on_disk
+        state = stored
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -375,12 +374,12 @@ def train_loop(config: dict[str, Any]) -> None:
                     "preset": preset.to_dict(),
                 }
                 if config["local"]:  # local mode keeps checkpoints in memory only: persist them here
-                    _save_checkpoint(state, Path(config["storage_path"]) / config["run_name"])
+                    store.save_state(config["run_name"], state)
                 else:
                     torch.save(state, Path(directory) / STATE_FILE)
                     report_checkpoint = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(metrics, checkpoint=report_checkpoint)
-        _maybe_fail(config, epoch, rank, world)
+        _maybe_fail(config, store, epoch, rank, world)
         if pipeline.should_stop():
             if rank == 0:
                 log.info("early stopping after epoch %d", epoch)
@@ -388,35 +387,15 @@ def train_loop(config: dict[str, Any]) -> None:
     progress.close()
 
 
-def _save_checkpoint(state: dict[str, Any], run_dir: Path, keep: int = 2) -> None:
-    """Write ``state`` as a new ``checkpoint_<time>`` directory atomically; keep the newest ``keep``."""
-    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")
-    tmp = run_dir / f".tmp_checkpoint_{stamp}"
-    tmp.mkdir(parents=True)
-    torch.save(state, tmp / STATE_FILE)
-    tmp.rename(run_dir / f"checkpoint_{stamp}")
-    for old in sorted(run_dir.glob("checkpoint_*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def latest_checkpoint_on_disk(run_dir: Path) -> dict[str, Any] | None:
-    """The newest complete checkpoint state under ``run_dir`` (Ray Train names them by time)."""
-    for directory in sorted(run_dir.glob("checkpoint_*"), reverse=True):
-        try:
-            return torch.load(directory / STATE_FILE, weights_only=False)
-        except (OSError, RuntimeError, EOFError):  # missing or half-written: try the one before
-            continue
-    return None
-
-
-def _maybe_fail(config: dict[str, Any], epoch: int, rank: int, world: int) -> None:
-    """Fault injection for tests: the last worker dies once, right after epoch ``fail_at_epoch``."""
+def _maybe_fail(config: dict[str, Any], store: Storage, epoch: int, rank: int, world: int) -> None:
+    """Fault injection for tests: the last worker dies once, right after epoch ``fail_at_epoch`` (the
+    marker that says it did lives in the run storage, so a worker on any node sees it)."""
     if config.get("fail_at_epoch") != epoch or rank != world - 1:
         return
-    marker = Path(config["fail_marker"])
-    if marker.exists():
+    marker = store.path(config["run_name"], FAULT_MARKER)
+    if store.exists(marker):
         return
-    marker.write_text(f"killed rank {rank} after epoch {epoch}\n")
+    store.write_bytes(marker, f"killed rank {rank} after epoch {epoch}\n".encode())
     log.warning("fault injection: killing worker rank %d after epoch %d", rank, epoch)
     os._exit(1)
 
@@ -446,11 +425,6 @@ def qualified_name(obj: Any) -> str:
     return f"{module}:{obj.__qualname__}"
 
 
-def _latest_run_name(domain: str, preset: str) -> str | None:
-    candidates = sorted(storage_root().glob(f"{domain}-{preset}-*/{RUN_INFO}"), key=lambda p: p.stat().st_mtime)
-    return candidates[-1].parent.name if candidates else None
-
-
 def train(
     pipeline_cls: type[Pipeline],
     preset: str | TrainPreset,
@@ -472,13 +446,14 @@ def train(
         preset_obj = dataclasses.replace(preset_obj, workers=workers)
     pipeline = pipeline_cls(preset_obj, data)
     experiment = set_experiment(pipeline.domain)
+    store = storage()
 
     if resume:
-        run_name = resume if isinstance(resume, str) else _latest_run_name(pipeline.domain, preset_obj.name)
-        if run_name is None or not (storage_root() / run_name / RUN_INFO).exists():
+        run_name = resume if isinstance(resume, str) else store.latest_run(f"{pipeline.domain}-{preset_obj.name}-")
+        info = store.read_run_info(run_name) if run_name else None
+        if info is None:
             wanted = f"{pipeline.domain}/{preset_obj.name}"
-            raise FileNotFoundError(f"no run to resume for {wanted} (looked for {run_name})")
-        info = json.loads((storage_root() / run_name / RUN_INFO).read_text())
+            raise FileNotFoundError(f"no run to resume for {wanted} (looked for {run_name} in {store.uri})")
         run_id = info["run_id"]
         log.info("resuming run %s (MLflow run %s)", run_name, run_id)
     else:
@@ -488,10 +463,7 @@ def train(
             run_id = run.info.run_id
             mlflow.log_params(_flatten_preset({"preset": preset_obj.to_dict(), "data": data or "generated"}))
             mlflow.set_tags({"domain": pipeline.domain, "registered_model": pipeline.registered_name})
-        (storage_root() / run_name).mkdir(parents=True, exist_ok=True)
-        (storage_root() / run_name / RUN_INFO).write_text(
-            json.dumps({"run_id": run_id, "preset": preset_obj.to_dict(), "data": data}, indent=2)
-        )
+        store.write_run_info(run_name, {"run_id": run_id, "preset": preset_obj.to_dict(), "data": data})
 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
@@ -502,14 +474,14 @@ def train(
         "data": data,
         "run_id": run_id,
         "run_name": run_name,
-        "storage_path": str(storage_root()),
+        "storage_uri": store.uri,
         "local": preset_obj.workers == 0,
         "tracking_uri": tracking_uri(),
         "threads": max(1, int(preset_obj.cpus_per_worker)) if preset_obj.workers else torch.get_num_threads(),
         "fail_at_epoch": fail_at_epoch,
-        "fail_marker": str(storage_root() / run_name / "fault-injected"),
     }
     env = {"ATTENTION_SUITE_HOME": str(suite_home()), "MLFLOW_TRACKING_URI": tracking_uri()}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})  # object-store credentials
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=config,
@@ -518,16 +490,16 @@ def train(
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=str(storage_root()),
+            **store.ray_train_storage(),
             failure_config=FailureConfig(max_failures=3),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             worker_runtime_env={"env_vars": env},
         ),
     )
     trainer.fit()
-    state = latest_checkpoint_on_disk(storage_root() / run_name)
+    state = store.latest_state(run_name)
     if state is None:
-        raise RuntimeError(f"training {run_name} finished without a checkpoint in {storage_root() / run_name}")
+        raise RuntimeError(f"training {run_name} finished without a checkpoint in {store.path(run_name)}")
     model = pipeline.build_model()
     model.load_state_dict(state["model"])
     pipeline.load_state_dict(state["pipeline"])

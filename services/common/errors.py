@@ -27,6 +27,7 @@ class ErrorDetail(BaseModel):
     code: str
     message: str
     field: str | None = None
+    retry_after_s: int | None = None  # with 503: also sent as the Retry-After header
 
 
 class ErrorBody(BaseModel):
@@ -42,22 +43,44 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (400, "Malformed request (e.g. invalid JSON)"),
         (413, "Request body too large"),
         (422, "A field breaks a rule; the message names the field and the rule"),
-        (503, "The model is not available"),
+        (503, "The model is not available (see Retry-After)"),
         (504, "The request took longer than the per-request timeout"),
     )
+}
+
+
+# Routes that take an uploaded file also answer 415 for a format they cannot read.
+UPLOAD_ERROR_RESPONSES = {
+    **ERROR_RESPONSES,
+    415: {"model": ErrorBody, "description": "The uploaded file is not in a supported format"},
 }
 
 
 class InputError(ValueError):
     """Bad input found after schema validation (e.g. duplicate points); maps to 422 by default."""
 
-    def __init__(self, message: str, field: str | None = None, status: int = 422, code: str = "invalid_request"):
+    def __init__(
+        self,
+        message: str,
+        field: str | None = None,
+        status: int = 422,
+        code: str = "invalid_request",
+        retry_after_s: int | None = None,
+    ):
         super().__init__(message)
         self.message, self.field, self.status, self.code = message, field, status, code
+        self.retry_after_s = retry_after_s
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "field": field}})
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, retry_after_s: int | None = None
+) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": message, "field": field}
+    headers = None
+    if retry_after_s is not None:
+        error["retry_after_s"] = retry_after_s
+        headers = {"Retry-After": str(retry_after_s)}
+    return JSONResponse(status_code=status, content={"error": error}, headers=headers)
 
 
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str | None:
@@ -90,7 +113,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.retry_after_s)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

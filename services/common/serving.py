@@ -6,8 +6,12 @@
   implements :meth:`ModelServer.process_batch`.
 * :func:`create_app` — a FastAPI app with the suite's error shape, a request body limit and OpenAPI
   docs at ``/docs``.
-* :func:`call_model` — one request to the model deployment under the per-request timeout (504 when it
-  runs out); :func:`health` and :func:`versions` back every app's ``/healthz`` and ``/version``.
+* :func:`call_model` — one request to the model deployment under the per-request timeout: the
+  deadline travels with the request (work that outlives it stops, see :mod:`.deadline`), a replica
+  that died or is being replaced is retried within the timeout (inference is idempotent), and what
+  still cannot be answered is a 503 with ``Retry-After``; 504 when the model itself is too slow.
+  :func:`health` and :func:`versions` back every app's ``/healthz`` and ``/version``.
+* A replica whose batch has run past ``stuck_after_s`` fails its health check, so Serve replaces it.
 * :func:`bind_model_server` and :func:`ingress_options` — the deployment options every app builder
   derives from its ``args`` (batch size, batch wait, pinned versions, CPU share).
 
@@ -18,6 +22,7 @@ deployment and of every deployment in front of it, so apps set both to at least 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -27,7 +32,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 
+from .deadline import Deadline, DeadlineExceeded
 from .errors import BodyLimitMiddleware, InputError, install_error_handlers
 from .registry import ModelInfo, load_registered, resolve_version
 
@@ -35,6 +43,10 @@ log = logging.getLogger("attention_suite.serving")
 
 DEFAULT_MAX_BATCH = 16
 DEFAULT_BATCH_WAIT_S = 0.005
+DEFAULT_STUCK_AFTER_S = 60.0
+RETRY_AFTER_S = 5  # what a 503 tells the client: about the time Serve takes to replace a replica
+# The model replica died, is being replaced, or is momentarily full: safe to send the request again.
+RETRYABLE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError, BackPressureError)
 
 
 def create_app(title: str, description: str, *, max_body_bytes: int = 1 << 20) -> FastAPI:
@@ -44,7 +56,29 @@ def create_app(title: str, description: str, *, max_body_bytes: int = 1 << 20) -
     return app
 
 
-class ModelServer(ABC):
+class StuckWatch:
+    """Fails the health check of a replica whose current batch has run past ``stuck_after_s``."""
+
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S
+    _busy_since: float | None = None
+
+    @contextlib.contextmanager
+    def busy(self):
+        self._busy_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._busy_since = None
+
+    def check_stuck(self) -> None:
+        busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > self.stuck_after_s:
+            raise RuntimeError(
+                f"a batch has run for {time.monotonic() - busy:.0f} s (limit {self.stuck_after_s:g} s): replica stuck"
+            )
+
+
+class ModelServer(StuckWatch, ABC):
     """Base class of a domain's model deployment.
 
     Args:
@@ -52,6 +86,8 @@ class ModelServer(ABC):
         tracking_uri: MLflow tracking URI (default: ``MLFLOW_TRACKING_URI``).
         versions: ``{key: version}`` to pin instead of following ``@champion``.
         threads: torch intra-op threads for this replica.
+        stuck_after_s: a batch running longer than this fails the health check (Serve restarts the
+            replica); requests carry their own deadline, so only work that ignores it gets here.
     ``user_config`` (``reconfigure``): ``{"versions": {key: v}, "max_batch_size": n,
     "batch_wait_timeout_s": s}``; a missing key in ``versions`` means the champion.
     """
@@ -63,6 +99,7 @@ class ModelServer(ABC):
         tracking_uri: str | None = None,
         versions: dict[str, str] | None = None,
         threads: int = 1,
+        stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
     ):
         import mlflow
         import torch
@@ -76,6 +113,8 @@ class ModelServer(ABC):
         self.models: dict[str, Any] = {}
         self.infos: dict[str, ModelInfo] = {}
         self.loaded_at = time.time()
+        self.stuck_after_s = stuck_after_s
+        self.deadline = Deadline.never()  # of the batch being processed (one batch at a time)
         self._load_all()
 
     # --------------------------------------------------------------------------------- loading
@@ -116,6 +155,7 @@ class ModelServer(ABC):
         missing = set(self.names) - set(self.models)
         if missing:
             raise RuntimeError(f"models not loaded: {sorted(missing)}")
+        self.check_stuck()
 
     # --------------------------------------------------------------------------------- serving
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
@@ -125,11 +165,17 @@ class ModelServer(ABC):
 
     def _process_safely(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         start = time.perf_counter()
+        # The batch's work may run as long as its last waiting request does.
+        walls = [r.pop("deadline", None) for r in requests]
+        self.deadline = Deadline.never() if None in walls else Deadline.from_wall_clock(max(walls))
         try:
-            results = self.process_batch(requests)
+            with self.busy():
+                results = self.process_batch(requests)
         except InputError as e:  # raised for the whole batch: every request gets the error
             error = {"code": e.code, "message": e.message, "field": e.field, "status": e.status}
             return [{"error": error} for _ in requests]
+        except DeadlineExceeded as e:
+            return [{"error": {"code": "timeout", "message": str(e), "field": None, "status": 504}} for _ in requests]
         elapsed = (time.perf_counter() - start) * 1e3
         for result in results:
             result.setdefault("batch_size", len(requests))
@@ -143,23 +189,54 @@ class ModelServer(ABC):
 
 
 async def call_model(handle, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """One request through the model deployment's batcher; raises :class:`InputError` with 504 on
-    timeout and re-raises an error the model reported for this request."""
-    try:
-        result = await asyncio.wait_for(handle.handle_batch.remote(payload), timeout=timeout_s)
-    except TimeoutError:
-        raise InputError(f"the request took longer than {timeout_s:g} s", status=504, code="timeout") from None
+    """One request through the model deployment's batcher within ``timeout_s``.
+
+    The deadline goes with the payload, so the replica abandons work nobody waits for. A replica that
+    died or is being replaced is retried (with back-off) until the deadline; if none answered by
+    then, :class:`InputError` 503 with ``Retry-After``. A model that is merely slow gives 504. An
+    error the model reported for this request is re-raised."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    payload = {**payload, "deadline": time.time() + timeout_s}
+    failure: BaseException | None = None
+    pause = 0.1
+    while True:
+        remaining = deadline - loop.time()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            result = await asyncio.wait_for(handle.handle_batch.remote(payload), timeout=remaining)
+            break
+        except TimeoutError:
+            if failure is not None:
+                raise _unavailable(failure) from None
+            raise InputError(f"the request took longer than {timeout_s:g} s", status=504, code="timeout") from None
+        except RETRYABLE as e:
+            failure = e
+            log.warning("model replica unavailable (%s); retrying within the request's timeout", type(e).__name__)
+            await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
+            pause = min(2 * pause, 1.0)
     if "error" in result:
         err = result["error"]
         raise InputError(err["message"], err.get("field"), status=err.get("status", 422), code=err["code"])
     return result
 
 
-async def health(handle, timeout_s: float = 5.0) -> dict[str, Any]:
+def _unavailable(cause: BaseException) -> InputError:
+    return InputError(
+        f"the model deployment is unavailable ({type(cause).__name__}); retry after {RETRY_AFTER_S} s",
+        status=503,
+        code="unavailable",
+        retry_after_s=RETRY_AFTER_S,
+    )
+
+
+async def health(handle, timeout_s: float = 5.0, probe: str = "versions") -> dict[str, Any]:
+    """``{"status": "ok", "models": ...}`` from the model deployment's ``probe`` method, else 503."""
     try:
-        models = await asyncio.wait_for(handle.versions.remote(), timeout=timeout_s)
+        models = await asyncio.wait_for(getattr(handle, probe).remote(), timeout=timeout_s)
     except Exception as e:  # the model deployment is down or stuck
-        raise InputError(f"model deployment unavailable: {type(e).__name__}", status=503, code="unavailable") from e
+        raise _unavailable(e) from e
     return {"status": "ok", "models": models}
 
 
@@ -171,7 +248,9 @@ def bind_model_server(deployment, models: dict[str, Any], args: dict[str, Any], 
     """Bind a model deployment from an app builder's ``args`` the same way in every app:
     ``max_batch_size`` (16), ``batch_wait_timeout_s`` (5 ms) and, unless ``pinned_versions`` is off,
     ``versions`` go to its ``user_config`` (so a redeploy that changes them reloads without a restart);
-    ``num_cpus`` (0.5) is its CPU share; ``max_ongoing_requests`` stays above the batch size."""
+    ``num_cpus`` (0.5) is its CPU share; ``max_ongoing_requests`` stays above the batch size;
+    ``stuck_after_s`` (3 × ``request_timeout_s``, at least 30 s) is when a running batch fails the health
+    check."""
     batch = int(args.get("max_batch_size", DEFAULT_MAX_BATCH))
     user_config: dict[str, Any] = {
         "max_batch_size": batch,
@@ -183,7 +262,11 @@ def bind_model_server(deployment, models: dict[str, Any], args: dict[str, Any], 
         max_ongoing_requests=max(32, 2 * batch),
         ray_actor_options={"num_cpus": float(args.get("num_cpus", 0.5))},
         user_config=user_config,
-    ).bind(models, tracking_uri=args.get("tracking_uri"))
+    ).bind(models, tracking_uri=args.get("tracking_uri"), stuck_after_s=stuck_after_s(args))
+
+
+def stuck_after_s(args: dict[str, Any]) -> float:
+    return float(args.get("stuck_after_s", max(30.0, 3 * float(args.get("request_timeout_s", 10)))))
 
 
 def ingress_options(args: dict[str, Any]) -> dict[str, Any]:

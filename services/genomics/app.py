@@ -29,10 +29,11 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 from fastapi import File, Form, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from ray import serve
 
 from services.common.errors import ERROR_RESPONSES, InputError
+from services.common.schemas import ModelRef, StrictRequest
 from services.common.serving import (
     ModelServer,
     bind_model_server,
@@ -60,37 +61,27 @@ MAX_UPLOAD_BYTES = 16 << 20
 Upload = Annotated[UploadFile, File(description="a FASTA file, plain or gzipped")]
 
 
-class ModelRef(BaseModel):
-    name: str
-    version: str
-
-
-class ClassifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ClassifyRequest(StrictRequest):
     sequences: list[str] = Field(min_length=1, description="DNA/RNA sequences (A C G T/U, IUPAC codes, any case)")
     task: str = Field("splice", description="a served classification task (GET /genomics/models)")
 
 
-class EmbedRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EmbedRequest(StrictRequest):
     sequences: list[str] = Field(min_length=1)
     source: str = Field("lm", description="'lm' (the pretrained language model) or a classification task")
 
 
-class TagRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TagRequest(StrictRequest):
     sequence: str
     task: str = Field("coding", description="a served tagging task")
 
 
-class Variant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Variant(StrictRequest):
     position: int = Field(ge=0, description="0-based position in the sequence")
     alt: str = Field(min_length=1, max_length=1, description="the alternative base (A, C, G or T)")
 
 
-class VariantRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class VariantRequest(StrictRequest):
     sequence: str
     variants: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
 
@@ -432,16 +423,16 @@ class GenomicsIngress:
         payload = {"kind": "variant", "sequence": sequence, "variants": variants}
         return await call_model(self.server, payload, self.timeout_s)
 
-    @app.get("/models")
+    @app.get("/models", responses=ERROR_RESPONSES)
     async def list_models(self) -> dict[str, Any]:
         """Served models: registered name, version, architecture, context, labels."""
         return await self.server.describe.remote()
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=ERROR_RESPONSES)
     async def healthz(self) -> dict[str, Any]:
         return await health(self.server)
 
-    @app.get("/version")
+    @app.get("/version", responses=ERROR_RESPONSES)
     async def version(self) -> dict[str, Any]:
         return await versions(self.server)
 

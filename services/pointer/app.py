@@ -22,10 +22,12 @@ from collections import defaultdict
 from typing import Annotated, Any, Literal
 
 from fastapi import File, Form, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from ray import serve
 
+from services.common.deadline import Deadline, DeadlineExceeded
 from services.common.errors import ERROR_RESPONSES, InputError
+from services.common.schemas import ModelRef, StrictRequest
 from services.common.serving import (
     ModelServer,
     bind_model_server,
@@ -50,8 +52,7 @@ Coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Point = Annotated[list[Coordinate], Field(min_length=2, max_length=2, description="[x, y]")]
 
 
-class SolveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SolveRequest(StrictRequest):
     points: list[Point] = Field(min_length=3, description="the input points, [[x, y], ...]")
     decode: Literal["greedy", "beam", "sample"] = "greedy"
     beam_width: int = Field(5, ge=1, le=64, description="beams kept (decode=beam)")
@@ -60,11 +61,6 @@ class SolveRequest(BaseModel):
 
 class TSPRequest(SolveRequest):
     polish: bool = Field(False, description="improve the model's tour with 2-opt and Or-opt")
-
-
-class ModelRef(BaseModel):
-    name: str
-    version: str
 
 
 class Timing(BaseModel):
@@ -129,6 +125,7 @@ class PointerSolver(ModelServer):
                 task,
                 [np.asarray(requests[i]["points"]) for i in indices],
                 Options(**dict(options)),
+                self.deadline,
             )
             info = self.infos[task]
             for i, answer in zip(indices, answers):
@@ -209,7 +206,15 @@ class PointerIngress:
         tour = result["tour"]
         model_length = problems.tour_cost(dist, tour)
         if polish:
-            tour = await asyncio.to_thread(problems.polish, dist, tour)
+            remaining = Deadline.after(self.timeout_s - (time.perf_counter() - start))
+            try:
+                tour = await asyncio.to_thread(problems.polish, dist, tour, deadline=remaining)
+            except DeadlineExceeded:
+                raise InputError(
+                    f"the request took longer than {self.timeout_s:g} s", status=504, code="timeout"
+                ) from None
+            except ValueError as e:
+                raise InputError(str(e), field="file") from None
         return {
             "name": instance.name,
             "dimension": instance.dimension,
@@ -222,12 +227,12 @@ class PointerIngress:
             "solve_ms": (time.perf_counter() - start) * 1e3,
         }
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=ERROR_RESPONSES)
     async def healthz(self) -> dict[str, Any]:
         """Liveness of the app and the model deployment."""
         return await health(self.solver)
 
-    @app.get("/version")
+    @app.get("/version", responses=ERROR_RESPONSES)
     async def version(self) -> dict[str, Any]:
         """The registered model name, version and training run behind each endpoint."""
         return await versions(self.solver)

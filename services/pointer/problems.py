@@ -19,7 +19,12 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.spatial import Delaunay, QhullError
 
+from services.common.deadline import Deadline
+
 EXACT_TSP_MAX = 12
+# The widest coordinate spread accepted: areas (spread²) and tour lengths (n·spread) stay finite in
+# float64, and every answer is computed in the unit square and scaled back.
+MAX_SPREAD = 1e150
 
 
 # ----------------------------------------------------------------------------------------- instances
@@ -37,8 +42,10 @@ def orientation(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 def check_points(
     points: object, *, min_points: int = 3, max_points: int | None = None, allow_collinear: bool = False
 ) -> np.ndarray:
-    """Validate user points: ``[n, 2]`` finite numbers, ``min_points <= n <= max_points``, no duplicates,
-    and (unless ``allow_collinear``) not all on one line. ``ValueError`` says which rule failed and where."""
+    """Validate user points: ``[n, 2]`` finite numbers, ``min_points <= n <= max_points``, distinct, a
+    spread the models can represent (at most :data:`MAX_SPREAD`, and no two points that coincide once
+    scaled into the float32 unit square the models see) and (unless ``allow_collinear``) not all on one
+    line. ``ValueError`` says which rule failed and where."""
     try:
         arr = np.asarray(points, dtype=np.float64)
     except (TypeError, ValueError):
@@ -53,24 +60,42 @@ def check_points(
     bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if bad.size:
         raise ValueError(f"points must be finite: point {int(bad[0])} is {arr[bad[0]].tolist()}")
-    order = np.lexsort((arr[:, 1], arr[:, 0]))
-    same = np.flatnonzero((np.diff(arr[order], axis=0) == 0).all(axis=1))
-    if same.size:
-        i, j = sorted((int(order[same[0]]), int(order[same[0] + 1])))
-        raise ValueError(f"points must be distinct: points {i} and {j} are both {arr[i].tolist()}")
-    centred = arr - arr.mean(axis=0)
-    if not allow_collinear and np.linalg.svd(centred, compute_uv=False)[-1] <= 1e-12 * max(
-        1.0, float(np.abs(centred).max())
-    ):
+    _refuse_duplicates(arr, "points must be distinct: points {i} and {j} are both {p}")
+    with np.errstate(over="ignore"):
+        spread = float((arr.max(axis=0) - arr.min(axis=0)).max())
+    if not spread <= MAX_SPREAD:
+        raise ValueError(
+            f"points must span at most {MAX_SPREAD:g} in x and in y (so that lengths and areas stay finite), "
+            f"got a spread of {spread:.3g}"
+        )
+    unit = normalise(arr)[0]
+    _refuse_duplicates(
+        unit.astype(np.float32),
+        "points must be separable at the models' float32 precision: points {i} and {j} coincide once "
+        "scaled into the unit square (they differ by less than about 1e-7 of the points' spread)",
+    )
+    centred = unit - unit.mean(axis=0)
+    if not allow_collinear and np.linalg.svd(centred, compute_uv=False)[-1] <= 1e-12:
         raise ValueError("points must not all lie on one line")
     return arr
 
 
+def _refuse_duplicates(arr: np.ndarray, message: str) -> None:
+    """Raise ``message`` (formatted with ``i``, ``j``, ``p``) for the first pair of equal rows."""
+    order = np.lexsort((arr[:, 1], arr[:, 0]))
+    ordered = arr[order]
+    same = np.flatnonzero((ordered[1:] == ordered[:-1]).all(axis=1))
+    if same.size:
+        i, j = sorted((int(order[same[0]]), int(order[same[0] + 1])))
+        raise ValueError(message.format(i=i, j=j, p=arr[i].tolist()))
+
+
 def normalise(points: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """Shift and scale into the unit square keeping the aspect ratio: ``(unit, scale, offset)`` with
-    ``points = unit * scale + offset``. Models are trained on the unit square."""
+    ``points = unit * scale + offset``. Models are trained on the unit square; lengths there times
+    ``scale`` (areas times ``scale²``) are the caller's."""
     offset = points.min(axis=0)
-    scale = float((points.max(axis=0) - offset).max()) or 1.0
+    scale = float((points - offset).max()) or 1.0
     return (points - offset) / scale, scale, offset
 
 
@@ -220,14 +245,23 @@ def nearest_neighbour(dist: np.ndarray, start: int = 0) -> list[int]:
     return tour
 
 
-def two_opt(dist: np.ndarray, tour: Sequence[int]) -> list[int]:
-    """Best-improvement 2-opt until no move shortens the tour (one vectorised scan per city)."""
+def _checked_distances(dist: np.ndarray) -> float:
+    """The tolerance of an improvement under ``dist`` (relative to its largest entry); refuses
+    non-finite distances, against which no improvement test terminates."""
+    if not np.isfinite(dist).all():
+        raise ValueError("distances must be finite")
+    return 1e-12 * max(1.0, float(dist.max()))
+
+
+def two_opt(dist: np.ndarray, tour: Sequence[int], *, deadline: Deadline | None = None) -> list[int]:
+    """Best-improvement 2-opt (one vectorised scan per city) until no move shortens the tour, for at
+    most ``n`` passes over the tour; ``deadline`` is checked after each pass."""
     t = np.asarray(tour, dtype=np.int64)
     n = len(t)
+    tol = _checked_distances(dist)
     if n < 4:
         return t.tolist()
-    improved = True
-    while improved:
+    for _ in range(n):
         improved = False
         for i in range(n - 2):
             a, b = t[i], t[i + 1]
@@ -235,22 +269,28 @@ def two_opt(dist: np.ndarray, tour: Sequence[int]) -> list[int]:
             c, d = t[js], t[(js + 1) % n]
             delta = dist[a, c] + dist[b, d] - dist[a, b] - dist[c, d]
             k = int(delta.argmin())
-            if delta[k] < -1e-12:
+            if delta[k] < -tol:
                 j = int(js[k])
                 t[i + 1 : j + 1] = t[i + 1 : j + 1][::-1]
                 improved = True
+        if not improved:
+            break
+        if deadline is not None:
+            deadline.check()
     return t.tolist()
 
 
-def or_opt(dist: np.ndarray, tour: Sequence[int], max_segment: int = 3) -> list[int]:
+def or_opt(
+    dist: np.ndarray, tour: Sequence[int], max_segment: int = 3, *, deadline: Deadline | None = None
+) -> list[int]:
     """Move segments of 1..``max_segment`` cities (either way round) to their best place, until no
-    move shortens the tour."""
+    move shortens the tour, for at most ``n`` passes; ``deadline`` is checked after each pass."""
     t = np.asarray(tour, dtype=np.int64)
     n = len(t)
+    tol = _checked_distances(dist)
     if n < 5:
         return t.tolist()
-    improved = True
-    while improved:
+    for _ in range(n):
         improved = False
         for seg_len in range(1, min(max_segment, n - 3) + 1):
             for start in range(n):
@@ -266,23 +306,33 @@ def or_opt(dist: np.ndarray, tour: Sequence[int], max_segment: int = 3) -> list[
                 backward = dist[u, seg[-1]] + dist[seg[0], v] - dist[u, v]
                 costs = np.minimum(forward, backward)
                 k = int(costs.argmin())
-                if costs[k] < gain - 1e-12:
+                if costs[k] < gain - tol:
                     insert = seg if forward[k] <= backward[k] else seg[::-1]
                     t = np.concatenate([rest[: k + 1], insert, rest[k + 1 :]])
                     improved = True
+        if not improved:
+            break
+        if deadline is not None:
+            deadline.check()
     return t.tolist()
 
 
-def polish(dist: np.ndarray, tour: Sequence[int]) -> list[int]:
-    """2-opt then Or-opt, repeated until neither improves."""
+POLISH_ROUNDS = 8
+
+
+def polish(dist: np.ndarray, tour: Sequence[int], *, deadline: Deadline | None = None) -> list[int]:
+    """2-opt then Or-opt, repeated while they improve (at most :data:`POLISH_ROUNDS` rounds, each
+    bounded by the number of cities); never returns a longer tour than ``tour``."""
+    tol = _checked_distances(dist)
     best = list(tour)
     best_len = tour_cost(dist, best)
-    while True:
-        t = or_opt(dist, two_opt(dist, best))
+    for _ in range(POLISH_ROUNDS):
+        t = or_opt(dist, two_opt(dist, best, deadline=deadline), deadline=deadline)
         length = tour_cost(dist, t)
-        if length >= best_len - 1e-12:
-            return best
+        if length >= best_len - tol:
+            break
         best, best_len = t, length
+    return best
 
 
 def solve_tsp(dist: np.ndarray, *, starts: int = 8, seed: int = 0) -> tuple[float, list[int]]:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from services.common.deadline import Deadline
+
 from . import problems
 from .decoding import beam_search, greedy, sample_best, to_answer
 
@@ -50,42 +52,52 @@ def decode_batch(model: nn.Module, task: str, unit_points: np.ndarray, options: 
     return seqs.tolist()
 
 
-def answer(task: str, points: np.ndarray, sequence: list[int], options: Options) -> dict[str, Any]:
-    """The response body for one instance from its decoded sequence."""
-    n = len(points)
+def answer(
+    task: str, unit: np.ndarray, scale: float, sequence: list[int], options: Options, deadline: Deadline | None = None
+) -> dict[str, Any]:
+    """The response body for one instance from its decoded sequence. Everything is computed on the
+    ``unit`` points (well conditioned whatever the caller's range) and scaled back by ``scale``."""
+    n = len(unit)
     result = to_answer(task, sequence, n)
     if task == "tsp":
         tour = [int(i) for i in result]
-        body: dict[str, Any] = {"tour": tour, "length": problems.tour_length(points, tour)}
+        body: dict[str, Any] = {"tour": tour, "length": problems.tour_length(unit, tour) * scale}
         if options.polish:
-            polished = problems.polish(problems.distance_matrix(points), tour)
+            polished = problems.polish(problems.distance_matrix(unit), tour, deadline=deadline)
             body = {
                 "tour": polished,
-                "length": problems.tour_length(points, polished),
+                "length": problems.tour_length(unit, polished) * scale,
                 "model_tour": tour,
                 "model_length": body["length"],
             }
         return body
     if task == "convex_hull":
         hull = [int(i) for i in result]
-        return {"hull": hull, "area": problems.polygon_area(points, hull)}
+        return {"hull": hull, "area": problems.polygon_area(unit, hull) * scale * scale}
     return {"triangles": [[int(i) for i in tri] for tri in result]}
 
 
-def solve_many(model: nn.Module, task: str, instances: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
-    """Solve instances with one options set; instances of equal size decode together in one batch."""
+def solve_many(
+    model: nn.Module,
+    task: str,
+    instances: list[np.ndarray],
+    options: Options,
+    deadline: Deadline | None = None,
+) -> list[dict[str, Any]]:
+    """Solve instances (each checked by :func:`problems.check_points`) with one options set; instances
+    of equal size decode together in one batch. ``deadline`` bounds the polishing."""
     results: list[dict[str, Any] | None] = [None] * len(instances)
     by_size: dict[int, list[int]] = {}
     for i, pts in enumerate(instances):
         by_size.setdefault(len(pts), []).append(i)
     for indices in by_size.values():
         start = time.perf_counter()
-        unit = np.stack([problems.normalise(instances[i])[0] for i in indices])
-        sequences = decode_batch(model, task, unit, options)
+        normalised = [problems.normalise(instances[i]) for i in indices]
+        sequences = decode_batch(model, task, np.stack([unit for unit, _, _ in normalised]), options)
         elapsed_ms = (time.perf_counter() - start) * 1e3
-        for i, seq in zip(indices, sequences):
+        for i, seq, (unit, scale, _) in zip(indices, sequences, normalised):
             results[i] = {
-                **answer(task, instances[i], seq, options),
+                **answer(task, unit, scale, seq, options, deadline),
                 "batch_size": len(indices),
                 "decode_ms": elapsed_ms,
             }

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from fastapi import Path as PathParam
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from ray import serve
 
 from services.common.errors import ERROR_RESPONSES
+from services.common.schemas import ModelRef, StrictRequest
 from services.common.serving import (
     ModelServer,
     bind_model_server,
@@ -46,8 +47,7 @@ ItemId = str | int
 FieldValue = str | int | float | None
 
 
-class NextRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NextRequest(StrictRequest):
     history: list[ItemId] = Field(max_length=MAX_HISTORY, description="the user's items, oldest first")
     k: int = Field(10, ge=1, le=MAX_K, description="how many items to return")
     exclude_seen: bool = Field(True, description="leave out items already in the history")
@@ -58,11 +58,6 @@ class ScoredItem(BaseModel):
     score: float
 
 
-class ModelRef(BaseModel):
-    name: str
-    version: str
-
-
 class NextResponse(BaseModel):
     items: list[ScoredItem]
     unknown_items: list[str] = Field(description="history ids the model does not know (ignored)")
@@ -71,8 +66,7 @@ class NextResponse(BaseModel):
     batch_size: int
 
 
-class RankRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RankRequest(StrictRequest):
     features: dict[str, FieldValue] = Field(default_factory=dict, description="fields shared by all candidates")
     candidates: list[dict[str, FieldValue]] = Field(min_length=1, max_length=MAX_CANDIDATES)
 
@@ -211,11 +205,11 @@ class RecommendIngress:
         """Items whose learned embeddings are closest (cosine) to this one."""
         return await call_model(self.server, {"kind": "similar", "item": item_id, "k": k}, self.timeout_s)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=ERROR_RESPONSES)
     async def healthz(self) -> dict[str, Any]:
         return await health(self.server)
 
-    @app.get("/version")
+    @app.get("/version", responses=ERROR_RESPONSES)
     async def version(self) -> dict[str, Any]:
         return await versions(self.server)
 

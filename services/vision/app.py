@@ -31,9 +31,18 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
-from services.common.errors import ERROR_RESPONSES, InputError
+from services.common.errors import ERROR_RESPONSES, UPLOAD_ERROR_RESPONSES, InputError
 from services.common.registry import ModelInfo, load_registered, resolve_version
-from services.common.serving import bind_model_server, create_app, ingress_options
+from services.common.schemas import ModelRef
+from services.common.serving import (
+    DEFAULT_STUCK_AFTER_S,
+    StuckWatch,
+    bind_model_server,
+    call_model,
+    create_app,
+    health,
+    ingress_options,
+)
 
 from .data import make_transforms
 from .models import grad_cam
@@ -53,17 +62,13 @@ class ClassifyOptions(BaseModel):
 
 
 class ClassifyJSON(ClassifyOptions):
+    model_config = ConfigDict(extra="forbid", strict=True)  # the JSON body; form fields arrive as text
     image_base64: str = Field(description="the image file's bytes, base64-encoded")
 
 
 class Label(BaseModel):
     label: str
     probability: float
-
-
-class ModelRef(BaseModel):
-    name: str
-    version: str
 
 
 class ClassifyResponse(BaseModel):
@@ -142,10 +147,17 @@ async def read_request(request: Request) -> tuple[bytes, ClassifyOptions]:
 
 
 @serve.deployment(max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
-class VisionServer:
+class VisionServer(StuckWatch):
     """Loads models on demand (multiplexed by name) and classifies batches of decoded images."""
 
-    def __init__(self, models: dict[str, str], *, tracking_uri: str | None = None, threads: int = 1):
+    def __init__(
+        self,
+        models: dict[str, str],
+        *,
+        tracking_uri: str | None = None,
+        threads: int = 1,
+        stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
+    ):
         import os
 
         import mlflow
@@ -155,6 +167,10 @@ class VisionServer:
             os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
             mlflow.set_tracking_uri(tracking_uri)
         self.names = dict(models)
+        self.stuck_after_s = stuck_after_s
+
+    def check_health(self) -> None:
+        self.check_stuck()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         user_config = user_config or {}
@@ -195,7 +211,8 @@ class VisionServer:
         return await asyncio.to_thread(self._run, model, info, requests)
 
     def _run(self, model, info: ModelInfo, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return run_batch(model, info, requests)
+        with self.busy():
+            return run_batch(model, info, requests)
 
 
 def run_batch(model, info: ModelInfo, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -207,23 +224,27 @@ def run_batch(model, info: ModelInfo, requests: list[dict[str, Any]]) -> list[di
     """
     cfg = model.suite_config
     ref = {"name": info.name, "version": info.version}
-    batch = torch.stack([_prepare(model, r["image"]) for r in requests])
-    results: list[dict[str, Any]] = []
-    if requests[0]["kind"] == "explain":
-        for r, x in zip(requests, batch):
+    results: list[dict[str, Any] | None] = [None] * len(requests)
+    # A batch may mix kinds (Serve batches whatever arrives together): explain one by one, classify at once.
+    for i, r in enumerate(requests):
+        if r["kind"] == "explain":
             with torch.enable_grad():
-                cam, logits = grad_cam(model, x.unsqueeze(0))
-            results.append({"png": overlay_png(r["image"], cam[0].numpy()), "model": ref,
-                            "label": cfg.classes[int(logits.argmax())]})  # fmt: skip
-        return results
-    with torch.no_grad():
-        probs = torch.softmax(model(batch), dim=-1)
-    for r, p in zip(requests, probs):
-        top = p.topk(min(r["top_k"], len(cfg.classes)))
-        labels = [{"label": cfg.classes[i], "probability": float(v)} for v, i in zip(top.values, top.indices.tolist())]
-        results.append({"labels": labels, "model": ref, "input_size": [cfg.in_chans, cfg.img_size, cfg.img_size],
-                        "batch_size": len(requests)})  # fmt: skip
-    return results
+                cam, logits = grad_cam(model, _prepare(model, r["image"]).unsqueeze(0))
+            results[i] = {"png": overlay_png(r["image"], cam[0].numpy()), "model": ref,
+                          "label": cfg.classes[int(logits.argmax())]}  # fmt: skip
+    to_classify = [i for i, r in enumerate(requests) if r["kind"] != "explain"]
+    if to_classify:
+        batch = torch.stack([_prepare(model, requests[i]["image"]) for i in to_classify])
+        with torch.no_grad():
+            probs = torch.softmax(model(batch), dim=-1)
+        for i, p in zip(to_classify, probs):
+            top = p.topk(min(requests[i]["top_k"], len(cfg.classes)))
+            labels = [
+                {"label": cfg.classes[j], "probability": float(v)} for v, j in zip(top.values, top.indices.tolist())
+            ]
+            results[i] = {"labels": labels, "model": ref, "input_size": [cfg.in_chans, cfg.img_size, cfg.img_size],
+                          "batch_size": len(to_classify)}  # fmt: skip
+    return results  # type: ignore[return-value]
 
 
 def _prepare(model, image: np.ndarray) -> torch.Tensor:
@@ -257,12 +278,9 @@ class VisionIngress:
         array = np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB") else image)
         payload = {"kind": kind, "image": array, "top_k": options.top_k}
         handle = self.server.options(multiplexed_model_id=options.model)
-        try:
-            return await asyncio.wait_for(handle.handle_batch.remote(payload), timeout=self.timeout_s)
-        except TimeoutError:
-            raise InputError(f"the request took longer than {self.timeout_s:g} s", status=504, code="timeout") from None
+        return await call_model(handle, payload, self.timeout_s)
 
-    @app.post("/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES,
+    @app.post("/classify", response_model=ClassifyResponse, responses=UPLOAD_ERROR_RESPONSES,
               openapi_extra={"requestBody": {"content": {
                   "multipart/form-data": {"schema": {"type": "object", "properties": {
                       "file": {"type": "string", "format": "binary"}, "model": {"type": "string"},
@@ -275,7 +293,7 @@ class VisionIngress:
         result["solve_ms"] = (time.perf_counter() - start) * 1e3
         return result
 
-    @app.post("/explain", responses={**ERROR_RESPONSES, 200: {"content": {"image/png": {}}}},
+    @app.post("/explain", responses={**UPLOAD_ERROR_RESPONSES, 200: {"content": {"image/png": {}}}},
               openapi_extra={"requestBody": {"content": {
                   "multipart/form-data": {"schema": {"type": "object", "properties": {
                       "file": {"type": "string", "format": "binary"}, "model": {"type": "string"}},
@@ -287,20 +305,17 @@ class VisionIngress:
         headers = {"X-Model": f"{result['model']['name']}:{result['model']['version']}", "X-Label": result["label"]}
         return Response(content=result["png"], media_type="image/png", headers=headers)
 
-    @app.get("/models")
+    @app.get("/models", responses=ERROR_RESPONSES)
     async def list_models(self) -> dict[str, Any]:
         """The served models: registered name, version, input size, labels."""
         return await self.server.describe.remote()
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=ERROR_RESPONSES)
     async def healthz(self) -> dict[str, Any]:
-        try:
-            models = await asyncio.wait_for(self.server.describe.remote(), timeout=10)
-        except Exception as e:  # the model deployment is down
-            raise InputError(f"model deployment unavailable: {type(e).__name__}", status=503, code="unavailable") from e
-        return {"status": "ok", "models": models}
+        """Liveness of the app and the model deployment."""
+        return await health(self.server, timeout_s=10, probe="describe")
 
-    @app.get("/version")
+    @app.get("/version", responses=ERROR_RESPONSES)
     async def version(self) -> dict[str, Any]:
         return await self.server.describe.remote()
 

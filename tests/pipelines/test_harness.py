@@ -4,21 +4,20 @@ checkpoints, fault tolerance, resume, MLflow logging, registration and champion 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
 from mlflow import MlflowClient
 
-from pipelines.common.harness import finish_run, storage_root, train
+from pipelines.common.harness import FAULT_MARKER, finish_run, storage, train
 from pipelines.pointer import PRESETS, PointerPipeline, registered_name
 from services.common import registry
 
 
 def test_killed_worker_resumes_and_finishes_every_epoch(trained_tsp):
     assert trained_tsp.epochs_completed == PRESETS["tiny-tsp"].epochs
-    marker = storage_root() / trained_tsp.run_name / "fault-injected"
-    assert marker.exists(), "the fault was never injected"
+    store = storage()
+    assert store.exists(store.path(trained_tsp.run_name, FAULT_MARKER)), "the fault was never injected"
     history = MlflowClient().get_metric_history(trained_tsp.run_id, "train/epoch_loss")
     assert sorted(m.step for m in history) == [0, 1]  # each epoch logged once, none lost or repeated
 
@@ -71,7 +70,7 @@ def test_resume_continues_a_run_from_its_last_checkpoint(ray_cluster):
     assert second.epochs_completed == 3
     history = MlflowClient().get_metric_history(first.run_id, "train/epoch_loss")
     assert sorted(m.step for m in history) == [0, 1, 2]
-    checkpoints = sorted(Path(storage_root() / first.run_name).glob("checkpoint_*"))
+    checkpoints = storage().children(storage().path(first.run_name), "checkpoint_")
     assert len(checkpoints) == 2  # num_to_keep: the two newest survive
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.common.deadline import Deadline, DeadlineExceeded
 from services.pointer import data, problems, tsplib
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -159,3 +160,41 @@ def test_hull_labels_agree_with_the_decoding_masks_on_float32_inputs():
         done = constraint.state["done"]
         assert bool((allowed.gather(1, targets[:, step : step + 1]).squeeze(1) | done).all()), step
         constraint.update(targets[:, step])
+
+
+def test_polishing_is_bounded_and_refuses_non_finite_distances():
+    rng = np.random.default_rng(3)
+    dist = problems.distance_matrix(rng.random((60, 2)))
+    with pytest.raises(DeadlineExceeded):
+        problems.polish(dist, list(range(60)), deadline=Deadline(0.0))  # expired: stops after one pass
+    broken = dist.copy()
+    broken[3, 7] = broken[7, 3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        problems.polish(broken, list(range(60)))
+    # identical answers without a deadline, and never longer than the input tour
+    tour = problems.polish(dist, list(range(60)))
+    assert problems.tour_cost(dist, tour) <= problems.tour_cost(dist, list(range(60)))
+
+
+@pytest.mark.parametrize(
+    ("points", "rule"),
+    [
+        ([[-1.7e308, 0], [1.7e308, 1], [0, 2]], "span at most"),
+        ([[0, 0], [1e-300, 0], [1e16, 1]], "float32 precision"),
+        ([[0, 0], [1, 1], [2, 2 + 1e-15]], "one line"),
+    ],
+)
+def test_points_the_models_cannot_represent_are_refused(points, rule):
+    with pytest.raises(ValueError, match=rule):
+        problems.check_points(points)
+
+
+def test_answers_are_computed_in_the_unit_square_and_scaled_back():
+    from services.pointer.solver import Options, answer
+
+    points = problems.check_points([[1e140, 0], [0, 1e140], [1e140, 1e140], [0, 0]])
+    unit, scale, _ = problems.normalise(points)
+    hull = answer("convex_hull", unit, scale, [3, 0, 2, 1, 4], Options())
+    assert hull["area"] == pytest.approx(1e280)  # the raw shoelace products would overflow
+    tsp = answer("tsp", unit, scale, [3, 0, 2, 1], Options(polish=True))
+    assert tsp["length"] == pytest.approx(4e140)

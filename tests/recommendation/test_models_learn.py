@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from services.recommendation import ctr, metrics, ranking, sequential
 from services.recommendation import sequences as sq
+from tests.learning import SEED, record
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +29,11 @@ def _hit10(model, pairs) -> float:
     return metrics.ranking_metrics(ranks)["HR@10"]
 
 
+@pytest.mark.learning
 @pytest.mark.parametrize("kind", sequential.KINDS)
 def test_next_item_models_beat_popularity(markov, kind):
     data, split, counts = markov
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     model = sequential.build_model(
         {"kind": kind, "num_items": data.num_items, "max_len": 20, "dim": 32, "dropout": 0.2}
     )
@@ -57,8 +59,14 @@ def test_next_item_models_beat_popularity(markov, kind):
         popularity.expand(len(history), -1), torch.tensor([t for _, t in split.test]), history
     )
     pop_hit = metrics.ranking_metrics(pop_ranks)["HR@10"]
-    assert np.mean(losses[-20:]) < np.mean(losses[:20]) - 0.4  # ln(120) = 4.8 at the start
-    assert _hit10(model, split.test) > pop_hit + 0.25  # the transitions are learnable; popularity knows none
+    drop = float(np.mean(losses[:20]) - np.mean(losses[-20:]))
+    lift = _hit10(model, split.test) - pop_hit
+    record(f"next-item {kind} loss drop", drop, 0.4)
+    record(f"next-item {kind} HR@10 over popularity", lift, 0.2)
+    # Spread over seeds 0-2 x 1/2 threads (make learning-spread): loss drop 1.09-1.23 (MQSA-TED),
+    # 0.56-0.69 (SASRec); HR@10 lift 0.387-0.422 (MQSA-TED), 0.291-0.342 (SASRec).
+    assert drop > 0.4  # ln(120) = 4.8 at the start
+    assert lift > 0.2  # the transitions are learnable; popularity knows none
 
 
 def test_ted_teacher_is_the_row_normalised_transition_softmax():
@@ -70,8 +78,9 @@ def test_ted_teacher_is_the_row_normalised_transition_softmax():
     assert torch.allclose(probs[0, 1:], expected) and probs[0, 0] == 0
 
 
+@pytest.mark.learning
 def test_hiformer_learns_clicks_and_serving_variants_keep_its_scores():
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     train, test = ctr.synthetic_ctr(20000, seed=1), ctr.synthetic_ctr(5000, seed=2)
     model = ranking.build_model({"kind": "hiformer", "cardinalities": train.cardinalities, "num_dense": 2})
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -91,7 +100,11 @@ def test_hiformer_learns_clicks_and_serving_variants_keep_its_scores():
             test.categorical, test.dense
         )
     auc = metrics.click_metrics(test.labels.numpy(), torch.sigmoid(logits).numpy())["AUC"]
-    assert auc > 0.65  # chance is 0.5; the optimum on this sample is about 0.9
+    record("hiformer AUC", auc, 0.6)
+    # Chance is 0.5 (the AUC's standard error on 5,000 rows is about 0.008); 3 epochs on 20,000 rows reach
+    # 0.648-0.690 over seeds 0-2 x 1/2 threads (make learning-spread), so 0.6 keeps a 0.047 margin (the old
+    # 0.65 sat on the 1-thread runs' 0.6477).
+    assert auc > 0.6
     assert torch.allclose(pruned, logits, atol=1e-5)  # pruning removes only unused computation
     assert torch.allclose(full_rank, logits, atol=1e-3)  # a full-rank factorisation is the same matrix
 

@@ -12,6 +12,8 @@ from ray import serve
 
 from services.genomics.app import build_app
 
+from .fuzzing import fuzz
+
 ROUTE = "/genomics-test"
 MODELS = {
     "lm": "genomics-synthetic-lm-hyena",
@@ -150,3 +152,7 @@ def test_malformed_json_and_missing_file(client):
     assert r.status_code in (400, 422) and "error" in r.json()
     r = client.post("/classify/fasta", data={"task": "splice"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "file"
+
+
+def test_fuzzing_the_openapi_finds_nothing(client):
+    fuzz(client)

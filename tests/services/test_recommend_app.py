@@ -10,6 +10,8 @@ from pipelines.recommendation import registered_name
 from services.common import registry
 from services.recommendation.app import build_app
 
+from .fuzzing import fuzz
+
 ROUTE = "/recommend-test"
 FEATURES = {f"f{i}": "1" for i in range(8)}
 
@@ -99,3 +101,7 @@ def test_missing_fields_are_named(client):
 def test_health_and_version(client):
     assert client.get("/healthz").json()["status"] == "ok"
     assert set(client.get("/version").json()) == {"next", "rank"}
+
+
+def test_fuzzing_the_openapi_finds_nothing(client):
+    fuzz(client)

@@ -4,6 +4,7 @@ classify (multipart and base64 JSON), explain (a PNG), the model list, and a 4xx
 from __future__ import annotations
 
 import base64
+import concurrent.futures as cf
 import io
 
 import httpx
@@ -13,6 +14,8 @@ from PIL import Image
 from ray import serve
 
 from services.vision.app import build_app
+
+from .fuzzing import fuzz
 
 ROUTE = "/vision-test"
 
@@ -84,3 +87,20 @@ def test_bad_images_and_requests_get_a_clear_4xx(client, kwargs, status, needle)
     r = client.post("/classify", **kwargs)
     assert r.status_code == status, r.text
     assert needle in r.json()["error"]["message"]
+
+
+def test_fuzzing_the_openapi_finds_nothing(client):
+    fuzz(client)
+
+
+def test_concurrent_classify_and_explain_each_get_their_own_answer(client):
+    """Serve batches whatever arrives together: a batch mixing both kinds answers each in kind."""
+    png = _png()
+    with cf.ThreadPoolExecutor(8) as pool:
+        futures = [
+            pool.submit(client.post, f"/{kind}", files={"file": ("d.png", png)}) for kind in ["classify", "explain"] * 6
+        ]
+        responses = [f.result() for f in futures]
+    for kind, r in zip(["classify", "explain"] * 6, responses):
+        assert r.status_code == 200, r.text
+        assert (r.headers["content-type"] == "image/png") == (kind == "explain")
