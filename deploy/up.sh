@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make up`: MLflow + a local Ray head + the quick training jobs for models without a champion +
-# every Serve app + one sample request per app, then the URLs. A second run reuses what is running.
+# `make up`: MLflow + a local Ray head (deploy/head.sh) + the zoo's models registered into MLflow +
+# quick training jobs only for models the zoo does not ship yet + every Serve app + one sample request
+# per app, then the URLs. A second run reuses what is running.
 # Everything started here is recorded under .run/ so that `make down` stops exactly that.
 set -euo pipefail
 
@@ -12,18 +13,20 @@ export MLFLOW_TRACKING_URI="$MLFLOW_URI"
 # --- MLflow and the Ray head, started together, on loopback (deploy/head.sh) ---
 UP_START=$START RUN="$RUN" "$ROOT/deploy/head.sh"
 
-# --- train what has no champion yet: quick presets, submitted as Ray jobs ---
+# --- the zoo: the suite's trained models, registered into MLflow (champion where none is set) ---
+say "registering the zoo's models (zoo/) into MLflow"
+"$PY" -m pipelines.zoo register 2>"$RUN/zoo-register.log" | while read -r line; do say "zoo: $line"; done
+[ "${PIPESTATUS[0]}" -eq 0 ] || { say "zoo registration failed: see $RUN/zoo-register.log"; exit 1; }
+
+# --- what the zoo does not ship yet and has no champion: quick presets, submitted as Ray jobs ---
 TRAIN=(
-  "pointer-tsp-attention pipelines.pointer quick-tsp"
   "pointer-convex-hull-ptrnet pipelines.pointer quick-hull"
   "pointer-delaunay-ptrnet pipelines.pointer quick-delaunay"
   "recommend-next-markov-mqsa-ted pipelines.recommendation quick-next"
-  "recommend-ctr-synthetic-hiformer pipelines.recommendation quick-ctr"
   "vision-van-digits pipelines.vision quick-van"
   "vision-biformer-digits pipelines.vision quick-biformer"
   "vision-agent-digits pipelines.vision quick-agent"
   "genomics-lm-hyena pipelines.genomics quick-lm"
-  "genomics-splice-hyena pipelines.genomics quick-splice"
   "genomics-coding-hyena pipelines.genomics quick-coding"
 )
 for entry in "${TRAIN[@]}"; do

@@ -3,10 +3,10 @@ and fine-tuning for sequence classification and per-nucleotide tagging, all on t
 
     python -m pipelines.genomics pretrain --preset lm-lambda                   # shipped lambda + chloroplast
     python -m pipelines.genomics pretrain --preset lm-lambda --fasta my.fa     # any FASTA / FASTQ / GenBank
-    python -m pipelines.genomics pretrain --preset mlm-nrc --fasta ../shared/data/rna/nRC_train.fasta
+    python -m pipelines.genomics pretrain --preset mlm-nrc --fasta path/to/nrc/nRC_train.fasta
     python -m pipelines.genomics finetune --task splice                        # UCI splice (shipped)
     python -m pipelines.genomics finetune --task splice --arch transformer     # same width and depth
-    python -m pipelines.genomics finetune --task nrc --data ../shared/data/rna
+    python -m pipelines.genomics finetune --task nrc --data path/to/nrc
     python -m pipelines.genomics finetune --task coding                        # chloroplast CDS tags
     python -m pipelines.genomics finetune --task csv --data my_dataset/        # train.csv/test.csv (seq,label)
     python -m pipelines.genomics crossval --preset splice --folds 10

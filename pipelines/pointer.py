@@ -2,7 +2,7 @@
 
     python -m pipelines.pointer train --preset am-tsp20
     python -m pipelines.pointer evaluate --preset am-tsp20
-    python -m pipelines.pointer report --data ../shared/data/combinatorial   # the README's tables
+    python -m pipelines.pointer report --data data/combinatorial   # the README's tables
     ray job submit --address http://127.0.0.1:8265 -- python -m pipelines.pointer train --preset quick-tsp
 
 Training is supervised (teacher forcing on exact labels, as in Vinyals et al.) or, for the attention

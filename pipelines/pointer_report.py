@@ -1,7 +1,7 @@
 """The pointer solver's evaluation report: every registered champion, every decoding strategy, the
 paper's test sizes, the paper's released convex hull set and TSPLIB; logged to MLflow as one run.
 
-    python -m pipelines.pointer report --data ../shared/data/combinatorial --out pointer_report.md
+    python -m pipelines.pointer report --data data/combinatorial --out pointer_report.md
 
 Reference answers: exact convex hulls and Delaunay triangulations (scipy), exact TSP tours by dynamic
 programming up to 12 cities and, beyond, the best of eight nearest-neighbour starts improved by 2-opt

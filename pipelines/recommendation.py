@@ -1,6 +1,6 @@
 """Recommendation pipelines: next-item (SASRec, MQSA-TED) and click ranking (Hiformer and baselines).
 
-    python -m pipelines.recommendation train --preset mqsa-ted-toys --data ../shared/data/recsys/Toys_and_Games.txt
+    python -m pipelines.recommendation train --preset mqsa-ted-toys --data data/recsys/Toys_and_Games.txt
     python -m pipelines.recommendation train --preset sasrec-toys --data ... --format s3rec
     python -m pipelines.recommendation train --preset hiformer-synthetic
     python -m pipelines.recommendation train --preset hiformer-synthetic --model dcnv2

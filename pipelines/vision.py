@@ -1,9 +1,9 @@
 """Vision pipelines: VAN, BiFormer and Agent Attention classifiers on the platform harness, with timm's
 optimizer, scheduler, transforms, Mixup/CutMix and label smoothing.
 
-    python -m pipelines.vision train --preset van-mnist --data ../shared/data/vision
-    python -m pipelines.vision train --preset biformer-mnist --data ../shared/data/vision
-    python -m pipelines.vision train --preset agent-mnist --data ../shared/data/vision
+    python -m pipelines.vision train --preset van-mnist --data data/vision
+    python -m pipelines.vision train --preset biformer-mnist --data data/vision
+    python -m pipelines.vision train --preset agent-mnist --data data/vision
     python -m pipelines.vision train --preset quick-van          # scikit-learn's digits, no download
 
 Data (``--data``): a folder with MNIST/Fashion-MNIST IDX files (the 10,000 ``t10k`` images are split
