@@ -153,6 +153,8 @@ class BiLevelRoutingAttention(nn.Module):
         regions: regions per side ``S`` (BiFormer uses 7 at 224²).
         topk: routed regions per region (BiFormer: 1, 4, 16 in stages 1–3); None routes to all.
         lepe_kernel: kernel of the depthwise conv on the values (local context enhancement).
+        scale: the logits' scale; BiFormer's ``qk_dim ** -0.5`` with ``qk_dim`` the full channel width
+            (not the head dim) when None, as the official implementation computes it.
     """
 
     def __init__(
@@ -164,12 +166,14 @@ class BiLevelRoutingAttention(nn.Module):
         topk: int | None = 4,
         qkv_bias: bool = True,
         lepe_kernel: int = 5,
+        scale: float | None = None,
     ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.regions, self.topk = regions, topk
+        self.scale = dim**-0.5 if scale is None else scale
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.lepe = nn.Conv2d(dim, dim, lepe_kernel, padding=lepe_kernel // 2, groups=dim)
         self.proj = nn.Linear(dim, dim)
@@ -181,7 +185,9 @@ class BiLevelRoutingAttention(nn.Module):
             raise ValueError(f"x must be [b, H, W, {self.dim}] (channels last), got {tuple(x.shape)}")
         n = height * width
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = bilevel_routing_attention(q, k, v, grid=(height, width), regions=self.regions, topk=self.topk)
+        out = bilevel_routing_attention(
+            q, k, v, grid=(height, width), regions=self.regions, topk=self.topk, scale=self.scale
+        )
         out = out.transpose(1, 2).reshape(b, height, width, c)
         v_image = v.transpose(1, 2).reshape(b, height, width, c).permute(0, 3, 1, 2)
         out = out + self.lepe(v_image).permute(0, 2, 3, 1)

@@ -12,6 +12,8 @@
   still cannot be answered is a 503 with ``Retry-After``; 504 when the model itself is too slow.
   :func:`health` and :func:`versions` back every app's ``/healthz`` and ``/version``.
 * A replica whose batch has run past ``stuck_after_s`` fails its health check, so Serve replaces it.
+* Every ``refresh_s`` (30 s) the model server re-resolves ``@champion`` for the models it follows and
+  loads a newly promoted version in the background: training → promotion → served, with no redeploy.
 * :func:`bind_model_server` and :func:`ingress_options` — the deployment options every app builder
   derives from its ``args`` (batch size, batch wait, pinned versions, CPU share).
 
@@ -26,6 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from typing import Any
@@ -44,6 +47,7 @@ log = logging.getLogger("attention_suite.serving")
 DEFAULT_MAX_BATCH = 16
 DEFAULT_BATCH_WAIT_S = 0.005
 DEFAULT_STUCK_AFTER_S = 60.0
+DEFAULT_REFRESH_S = 30.0
 RETRY_AFTER_S = 5  # what a 503 tells the client: about the time Serve takes to replace a replica
 # The model replica died, is being replaced, or is momentarily full: safe to send the request again.
 RETRYABLE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError, BackPressureError)
@@ -88,6 +92,7 @@ class ModelServer(StuckWatch, ABC):
         threads: torch intra-op threads for this replica.
         stuck_after_s: a batch running longer than this fails the health check (Serve restarts the
             replica); requests carry their own deadline, so only work that ignores it gets here.
+        refresh_s: how often to look for a newly promoted champion (0: only on reconfigure).
     ``user_config`` (``reconfigure``): ``{"versions": {key: v}, "max_batch_size": n,
     "batch_wait_timeout_s": s}``; a missing key in ``versions`` means the champion.
     """
@@ -100,6 +105,7 @@ class ModelServer(StuckWatch, ABC):
         versions: dict[str, str] | None = None,
         threads: int = 1,
         stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
+        refresh_s: float = DEFAULT_REFRESH_S,
     ):
         import mlflow
         import torch
@@ -116,6 +122,8 @@ class ModelServer(StuckWatch, ABC):
         self.stuck_after_s = stuck_after_s
         self.deadline = Deadline.never()  # of the batch being processed (one batch at a time)
         self._load_all()
+        if refresh_s > 0:
+            threading.Thread(target=self._follow_champions, args=(refresh_s,), daemon=True).start()
 
     # --------------------------------------------------------------------------------- loading
     def _load_all(self) -> None:
@@ -147,6 +155,23 @@ class ModelServer(StuckWatch, ABC):
             self.handle_batch.set_max_batch_size(int(user_config["max_batch_size"]))
         if "batch_wait_timeout_s" in user_config:
             self.handle_batch.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+
+    def _follow_champions(self, every_s: float) -> None:
+        """Reload a model whose ``@champion`` moved (pinned versions stay); the swap is one assignment,
+        so a batch in progress finishes on the model it started with."""
+        while True:
+            time.sleep(every_s)
+            for key, name in self.names.items():
+                if key in self.pinned:
+                    continue
+                try:
+                    version = resolve_version(name).version
+                    if self.infos[key].version != version:
+                        log.info("champion of %s moved to v%s: reloading", name, version)
+                        self._load(key, name, version)
+                        self.infos[key] = dataclasses.replace(self.infos[key], alias="champion")
+                except Exception:  # the registry is briefly unreachable: keep serving, look again later
+                    log.exception("could not follow the champion of %s", name)
 
     def versions(self) -> dict[str, dict[str, Any]]:
         return {key: info.to_dict() for key, info in self.infos.items()}
@@ -250,7 +275,7 @@ def bind_model_server(deployment, models: dict[str, Any], args: dict[str, Any], 
     ``versions`` go to its ``user_config`` (so a redeploy that changes them reloads without a restart);
     ``num_cpus`` (0.5) is its CPU share; ``max_ongoing_requests`` stays above the batch size;
     ``stuck_after_s`` (3 × ``request_timeout_s``, at least 30 s) is when a running batch fails the health
-    check."""
+    check; ``refresh_s`` (30 s) how often a newly promoted champion is looked for."""
     batch = int(args.get("max_batch_size", DEFAULT_MAX_BATCH))
     user_config: dict[str, Any] = {
         "max_batch_size": batch,
@@ -262,7 +287,12 @@ def bind_model_server(deployment, models: dict[str, Any], args: dict[str, Any], 
         max_ongoing_requests=max(32, 2 * batch),
         ray_actor_options={"num_cpus": float(args.get("num_cpus", 0.5))},
         user_config=user_config,
-    ).bind(models, tracking_uri=args.get("tracking_uri"), stuck_after_s=stuck_after_s(args))
+    ).bind(
+        models,
+        tracking_uri=args.get("tracking_uri"),
+        stuck_after_s=stuck_after_s(args),
+        refresh_s=float(args.get("refresh_s", DEFAULT_REFRESH_S)),
+    )
 
 
 def stuck_after_s(args: dict[str, Any]) -> float:

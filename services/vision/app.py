@@ -157,6 +157,7 @@ class VisionServer(StuckWatch):
         tracking_uri: str | None = None,
         threads: int = 1,
         stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
+        refresh_s: float = 0.0,  # models load on first use per replica (multiplexed); not followed yet
     ):
         import os
 

@@ -3,16 +3,21 @@
 A convolutional stem (two 3×3 stride-2 convs), then four stages of blocks
 
     x = x + DWConv₃ₓ₃(x)                                  (convolutional position encoding)
-    x = x + DropPath(BRA(LN(x)))                          (regions per side S, top-k regions: 1, 4, 16, all)
+    x = x + DropPath(BRA(LN(x)))                          (regions per side S, top-k regions: 1, 4, 16)
     x = x + DropPath(MLP(LN(x)))                          (MLP ratio 3)
+
+and in the last stage (the official config's ``topk = -2``) plain multi-head attention with LePE in
+place of BRA: 8 heads, no qkv bias, ``softmax(QKᵀ/√(dim/8)) V + DWConv₅ₓ₅(x)`` with the depthwise term
+on the block's (normalised) input rather than on V.
 
 with 3×3 stride-2 downsampling between stages, a final batch norm and average pooling. BRA comes from
 ``shared_attention.BiLevelRoutingAttention`` (routing by region-mean affinity, top-k, gather, token
-attention, depthwise-conv local context enhancement); in the last stage every region routes to every
-region, which is full attention. The core's BRA walks query regions in chunks, so memory stays bounded
+attention scaled by ``dim ** -0.5`` as the official code does, depthwise-conv local context enhancement
+on V). The core's BRA walks query regions in chunks, so memory stays bounded
 at large inputs instead of holding all top-k copies of keys and values (the published code's problem).
 
-Registered in timm: ``biformer_tiny`` (13.1 M / 2.2 G at 224²), ``biformer_small`` (25.5 M / 4.5 G),
+Registered in timm: ``biformer_tiny`` (13,142,760 parameters as the official model, 2.2 GMACs at 224²),
+``biformer_small`` (25.5 M / 4.5 G),
 ``biformer_base`` and ``biformer_small_input`` (28–64 px: regions chosen to divide the maps).
 """
 
@@ -40,15 +45,38 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+class AttentionLePE(nn.Module):
+    """The last stage's attention: multi-head softmax attention over all tokens plus a 5×5 depthwise
+    convolution of the input (locally-enhanced positional encoding), on ``[b, H, W, C]``."""
+
+    def __init__(self, dim: int, num_heads: int = 8, lepe_kernel: int = 5):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.lepe = nn.Conv2d(dim, dim, lepe_kernel, padding=lepe_kernel // 2, groups=dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, height, width, c = x.shape
+        n = height * width
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = sa.softmax_attention(q, k, v).transpose(1, 2).reshape(b, height, width, c)
+        return self.proj(out + self.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+
+
 class Block(nn.Module):
-    """Channels-last block on ``[b, H, W, C]``."""
+    """Channels-last block on ``[b, H, W, C]``; ``topk=None`` makes it a last-stage block (AttentionLePE)."""
 
     def __init__(self, dim: int, heads: int, regions: int, topk: int | None, mlp_ratio: float, drop: float,
                  drop_path: float):  # fmt: skip
         super().__init__()
         self.pos = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = sa.BiLevelRoutingAttention(dim, heads, regions=regions, topk=topk)
+        self.attn = (
+            AttentionLePE(dim) if topk is None else sa.BiLevelRoutingAttention(dim, heads, regions=regions, topk=topk)
+        )
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, mlp_ratio, drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()

@@ -5,6 +5,7 @@ OpenAPI, batching and hot reload of a pinned version."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
 
 import httpx
 import numpy as np
@@ -187,3 +188,38 @@ def test_user_config_pins_and_releases_a_version(client):
 
 def test_fuzzing_the_openapi_finds_nothing(client):
     fuzz(client, exclude=("/delaunay",))  # no Delaunay model here: its 503 is the documented answer
+
+
+def test_a_newly_promoted_champion_is_served_without_a_redeploy(ray_cluster, trained_tsp):
+    """Promote a new version of the TSP model: the app (following @champion every second) serves it
+    within seconds, and keeps answering while it switches."""
+    import mlflow
+
+    from pipelines.common.harness import set_experiment
+
+    name = registered_name("tsp", "attention")
+    serve.run(
+        build_app({"models": {"convex_hull": None, "delaunay": None}, "refresh_s": 1}),
+        name="pointer-follow",
+        route_prefix="/pointer-follow",
+    )
+    try:
+        with httpx.Client(base_url=ray_cluster["http"] + "/pointer-follow", timeout=60) as c:
+            before = c.get("/version").json()["tsp"]["version"]
+            model, _ = registry.load_registered(name)
+            meta = registry.read_registered_config(name, before)
+            with mlflow.start_run(experiment_id=set_experiment("pointer").experiment_id):
+                new = registry.log_model(
+                    model, meta["config"], builder=meta["builder"], registered_name=name, predict=meta.get("predict")
+                )
+            registry.set_champion(name, new.version)
+            statuses, served, start = [], before, time.monotonic()
+            while served != new.version and time.monotonic() - start < 60:
+                statuses.append(c.post("/tsp", json={"points": _points(8)}).status_code)
+                served = c.get("/version").json()["tsp"]["version"]
+            print(f"v{before} -> v{new.version} served after {time.monotonic() - start:.1f} s")
+            assert served == new.version and set(statuses) <= {200}
+            assert c.post("/tsp", json={"points": _points(8)}).json()["model"]["version"] == new.version
+    finally:
+        registry.set_champion(name, before)
+        serve.delete("pointer-follow")

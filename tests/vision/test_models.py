@@ -38,6 +38,20 @@ def test_published_sizes(name):
     assert abs(gmacs / want_gmacs - 1) < 0.03, f"{gmacs:.3f} G vs {want_gmacs}"
 
 
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [
+        ("biformer_tiny", 13_142_760),  # the official biformer_tiny's count
+        ("biformer_small", 25_536_232),
+        ("biformer_base", 56_804_968),
+        ("biformer_small_input", 1_262_346),
+    ],
+)
+def test_biformer_parameter_counts_are_pinned(name, count):
+    """BRA in stages 1-3, and in the last stage 8-head attention with LePE and no qkv bias."""
+    assert sum(p.numel() for p in timm.create_model(name).parameters()) == count
+
+
 @pytest.mark.parametrize("name", ["van_small_input", "biformer_small_input", "agent_deit_small_input"])
 def test_small_input_models_train_step_and_timm_surface(name):
     model = timm.create_model(name)
@@ -93,3 +107,17 @@ def test_importing_the_package_alone_registers_the_models():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("VAN")
+
+
+def test_biformer_last_stage_attention_is_mhsa_plus_lepe_of_the_input():
+    from services.vision.biformer import AttentionLePE
+
+    torch.manual_seed(0)
+    layer = AttentionLePE(16).double()
+    x = torch.randn(2, 3, 4, 16, dtype=torch.float64)
+    q, k, v = layer.qkv(x.reshape(2, 12, 16)).chunk(3, dim=-1)
+    heads = [slice(h * 2, h * 2 + 2) for h in range(8)]
+    attn = torch.cat([torch.softmax(q[..., s] @ k[..., s].transpose(1, 2) / 2**0.5, -1) @ v[..., s] for s in heads], -1)
+    lepe = layer.lepe(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(2, 12, 16)
+    expected = layer.proj(attn + lepe).reshape(2, 3, 4, 16)
+    assert layer.qkv.bias is None and torch.allclose(layer(x), expected, atol=1e-12)
