@@ -27,7 +27,7 @@ from .lightning import (
 )
 from .lquery import LQuerySelfAttention, lquery_attention, window_mean
 from .multihead import MultiHeadAttention
-from .pointer import PointerAttention, pointer_log_probs
+from .pointer import CompatibilityPointer, PointerAttention, compatibility_log_probs, pointer_log_probs
 from .positional import (
     RotaryEmbedding,
     alibi_bias,
@@ -46,6 +46,7 @@ __all__ = [
     "MECHANISMS",
     "AgentAttention",
     "BiLevelRoutingAttention",
+    "CompatibilityPointer",
     "HeterogeneousAttention",
     "HiformerAttention",
     "HyenaFilter",
@@ -68,6 +69,7 @@ __all__ = [
     "attention_weights",
     "bilevel_routing_attention",
     "build",
+    "compatibility_log_probs",
     "fft_long_conv",
     "function",
     "get",

@@ -1,9 +1,14 @@
-"""Additive pointer attention (Pointer Networks, Vinyals et al., 2015).
+"""Pointer attention: a decoder state points at one of the encoder positions ``e_1..e_n``.
 
-The decoder state ``d`` points at one of the encoder positions ``e_1..e_n``:
+Additive (Pointer Networks, Vinyals et al., 2015)::
 
     u_j = vᵀ tanh(W₁ e_j + W₂ d)           (optionally clipped: u_j ← C · tanh(u_j), Bello et al.)
-    log p(j | d) = log_softmax_j(u_j),      u_j = -∞ where position j is not allowed
+
+Compatibility (the attention model of Kool et al., 2019: a single-head query against the node keys)::
+
+    u_j = C · tanh(qᵀ k_j / √d),  k_j = W_K e_j    (C = 10)
+
+and in both ``log p(j | d) = log_softmax_j(u_j)`` with ``u_j = -∞`` where position j is not allowed.
 
 The output is a distribution over input positions rather than a blend of them, so the output
 vocabulary is the input itself (convex hull, Delaunay, TSP).
@@ -41,7 +46,7 @@ def pointer_log_probs(
     check_tensor("keys", keys, 3)
     check_tensor("query", query, (2, 3))
     check_tensor("v", v, 1)
-    b, n, hidden = keys.shape
+    b, _, hidden = keys.shape
     if query.shape[0] != b or query.shape[-1] != hidden or v.shape[0] != hidden:
         raise ValueError(
             f"query must be [{b}, (T,) {hidden}] and v [{hidden}]; got {tuple(query.shape)}, {tuple(v.shape)}"
@@ -49,12 +54,40 @@ def pointer_log_probs(
     single = query.ndim == 2
     q = query.unsqueeze(1) if single else query  # [b, T, hidden]
     scores = torch.tanh(keys.unsqueeze(1) + q.unsqueeze(2)) @ v  # [b, T, n]
+    return _clipped_log_probs(scores, mask, clip, single)
+
+
+def compatibility_log_probs(keys: Tensor, query: Tensor, *, mask: Tensor | None = None, clip: float = 10.0) -> Tensor:
+    """Kool et al.'s final pointer: ``C · tanh(qᵀ k_j / √d)`` log-probabilities.
+
+    Args:
+        keys: ``W_K e`` for every input position, ``[b, n, d]``.
+        query: ``[b, d]`` (one step) or ``[b, T, d]``.
+        mask: bool ``[b, n]`` or ``[b, T, n]``, True where pointing is allowed.
+        clip: ``C`` (10 in the paper).
+    Returns:
+        ``[b, n]`` or ``[b, T, n]`` log-probabilities (``-inf`` where not allowed).
+    """
+    check_tensor("keys", keys, 3)
+    check_tensor("query", query, (2, 3))
+    b, _, d = keys.shape
+    if query.shape[0] != b or query.shape[-1] != d:
+        raise ValueError(f"query must be [{b}, (T,) {d}], got {tuple(query.shape)}")
+    single = query.ndim == 2
+    q = query.unsqueeze(1) if single else query
+    scores = q @ keys.transpose(1, 2) / d**0.5  # [b, T, n]
+    return _clipped_log_probs(scores, mask, clip, single)
+
+
+def _clipped_log_probs(scores: Tensor, mask: Tensor | None, clip: float | None, single: bool) -> Tensor:
+    """``log_softmax(C · tanh(scores))`` over the allowed positions of ``scores [b, T, n]``."""
+    b, t, n = scores.shape
     if clip is not None:
         if not clip > 0:
             raise ValueError(f"clip must be positive, got {clip}")
         scores = clip * torch.tanh(scores)
     if mask is not None:
-        want = (b, n) if single else (b, q.shape[1], n)
+        want = (b, n) if single else (b, t, n)
         if mask.dtype != torch.bool or tuple(mask.shape) != want:
             raise ValueError(f"mask must be a bool tensor of shape {want}, got {mask.dtype} {tuple(mask.shape)}")
         m = mask.unsqueeze(1) if single else mask
@@ -88,3 +121,18 @@ class PointerAttention(nn.Module):
     def forward(self, keys: Tensor, decoder_state: Tensor, mask: Tensor | None = None) -> Tensor:
         """Log-probabilities over positions for ``decoder_state [b, (T,) decoder_dim]``."""
         return pointer_log_probs(keys, self.w2(decoder_state), self.v, mask=mask, clip=self.clip)
+
+
+class CompatibilityPointer(nn.Module):
+    """``C · tanh(qᵀ W_K e_j / √d)`` with its key projection; :meth:`project_keys` caches ``W_K e``."""
+
+    def __init__(self, dim: int, clip: float = 10.0):
+        super().__init__()
+        self.w_k = nn.Linear(dim, dim, bias=False)
+        self.clip = clip
+
+    def project_keys(self, encoded: Tensor) -> Tensor:
+        return self.w_k(encoded)
+
+    def forward(self, keys: Tensor, query: Tensor, mask: Tensor | None = None) -> Tensor:
+        return compatibility_log_probs(keys, query, mask=mask, clip=self.clip)

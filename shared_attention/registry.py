@@ -24,7 +24,7 @@ from .hyena import HyenaOperator, fft_long_conv
 from .large_kernel import LargeKernelAttention, large_kernel_attention
 from .lightning import LightningAttention, lightning_attention
 from .lquery import LQuerySelfAttention, lquery_attention
-from .pointer import PointerAttention, pointer_log_probs
+from .pointer import CompatibilityPointer, PointerAttention, compatibility_log_probs, pointer_log_probs
 from .routing import BiLevelRoutingAttention, bilevel_routing_attention
 from .sigmoid import SigmoidAttention, sigmoid_attention
 from .softmax import SoftmaxAttention, softmax_attention
@@ -72,6 +72,13 @@ MECHANISMS: dict[str, Mechanism] = {
         Mechanism("hiformer", hiformer_attention, HiformerAttention, "composite projections, low rank", False),
         Mechanism("lquery", lquery_attention, LQuerySelfAttention, "query = mean of the last L items", False),
         Mechanism("pointer", pointer_log_probs, PointerAttention, "additive attention over inputs", False),
+        Mechanism(
+            "compatibility_pointer",
+            compatibility_log_probs,
+            CompatibilityPointer,
+            "C·tanh(qk/√d) over inputs (attention model)",
+            False,
+        ),
         Mechanism("hyena", fft_long_conv, HyenaOperator, "implicit long convolution by FFT", False),
     )
 }

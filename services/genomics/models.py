@@ -7,8 +7,9 @@
   (the paper's GPT comparison), for side-by-side tables and the long-context benchmark.
 * **BEACON-B** (Ren et al., 2024): a bidirectional encoder with symmetric ALiBi and no learned positions
   over BEACON's single-nucleotide vocabulary, a BERT masked-LM head (dense, GELU, LayerNorm, tied
-  decoder) and BERT's pooler (dense + tanh on ``<cls>``) for sequence-level heads. We use pre-norm blocks
-  (ESM's arrangement) rather than BERT's post-norm: they train from scratch without warm-up tuning.
+  decoder) and BERT's pooler (dense + tanh on ``<cls>``) for sequence-level heads. Post-norm blocks as the
+  published BERT-style encoder (``LN(x + mixer(x))``, a LayerNorm on the embeddings, none at the end);
+  ``norm="pre"`` (ESM's arrangement, the HyenaDNA and transformer default) stays an option.
 
 Every model answers the same calls: ``hidden(ids, mask)`` (``[b, L, d]``), ``pooled`` (one vector per
 sequence: mean over real tokens, or the pooler for BEACON), and ``forward`` which applies the configured
@@ -51,6 +52,7 @@ class GenomicsConfig:
     task: str = ""  # the fine-tuning task, for the service
     pooling: str = "mean"  # sequence heads of HyenaDNA / transformer: "mean" over real tokens or "last" token
     rc_average: bool = False  # average predictions over the reverse complement (trained with RC augmentation)
+    norm: str = "pre"  # "pre": x + f(LN(x)); "post": LN(x + f(x)) as BERT/BEACON
     # Hyena filter (HyenaDNA: emb 5, order 64, 2 inner MLPs, Sin frequency 10)
     filter_order: int = 64
     filter_emb_dim: int = 5
@@ -59,6 +61,8 @@ class GenomicsConfig:
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.head in ("classify", "regress", "tag") and self.num_outputs < 1:
@@ -99,15 +103,17 @@ PRESETS: dict[str, GenomicsConfig] = {
     "medium-160k": GenomicsConfig(arch="hyena", d_model=256, n_layer=8, l_max=160002),
     "large-1m": GenomicsConfig(arch="hyena", d_model=256, n_layer=8, l_max=1000002),
     "beacon-b": GenomicsConfig(
-        arch="beacon", d_model=768, n_layer=12, num_heads=12, l_max=1026, dropout=0.1, attn_dropout=0.1,
+        arch="beacon", norm="post", d_model=768, n_layer=12, num_heads=12, l_max=1026, dropout=0.1, attn_dropout=0.1,
         embed_dropout=0.1, head="mlm",
     ),
     "beacon-b512": GenomicsConfig(
-        arch="beacon", d_model=768, n_layer=12, num_heads=12, l_max=512, dropout=0.1, attn_dropout=0.1,
+        arch="beacon", norm="post", d_model=768, n_layer=12, num_heads=12, l_max=512, dropout=0.1, attn_dropout=0.1,
         embed_dropout=0.1, head="mlm",
     ),
-    "beacon-small": GenomicsConfig(arch="beacon", d_model=128, n_layer=4, num_heads=4, l_max=1026, head="mlm"),
-    "beacon-mini": GenomicsConfig(arch="beacon", d_model=64, n_layer=2, num_heads=4, l_max=1026, head="mlm"),
+    "beacon-small": GenomicsConfig(arch="beacon", norm="post", d_model=128, n_layer=4, num_heads=4, l_max=1026,
+                                   head="mlm"),
+    "beacon-mini": GenomicsConfig(arch="beacon", norm="post", d_model=64, n_layer=2, num_heads=4, l_max=1026,
+                                  head="mlm"),
     "transformer-1k": GenomicsConfig(arch="transformer", d_model=128, n_layer=2, num_heads=4, l_max=1026),
 }  # fmt: skip
 
@@ -177,7 +183,8 @@ class AttentionMixer(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm block: ``x + mixer(LN(x))``, then ``x + MLP(LN(x))``."""
+    """Pre-norm ``x + mixer(LN(x))``, then ``x + MLP(LN(x))``; post-norm ``LN(x + mixer(x))``, then
+    ``LN(x + MLP(x))`` (``cfg.norm``)."""
 
     def __init__(self, cfg: GenomicsConfig):
         super().__init__()
@@ -186,8 +193,12 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.d_model)
         self.mlp = Mlp(cfg.d_model, cfg.inner, cfg.dropout)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.post = cfg.norm == "post"
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if self.post:
+            x = self.norm1(x + self.dropout(self.mixer(x, mask)))
+            return self.norm2(x + self.mlp(x))
         x = x + self.dropout(self.mixer(self.norm1(x), mask))
         return x + self.mlp(self.norm2(x))
 
@@ -234,10 +245,12 @@ class GenomicsModel(nn.Module):
             raise ValueError(f"{ids.shape[1]} tokens exceed the model's context l_max={self.config.l_max}")
         if mask is None:
             mask = ids != self.tokenizer.pad_id
-        x = self.embed_dropout(self.embedding(ids))
+        x = self.embedding(ids)
+        post = self.config.norm == "post"
+        x = self.embed_dropout(self.norm(x) if post else x)  # post-norm: BERT's embedding LayerNorm
         for block in self.blocks:
             x = block(x, mask)
-        return self.norm(x)
+        return x if post else self.norm(x)
 
     def pooled(self, ids: Tensor, mask: Tensor | None = None, hidden: Tensor | None = None) -> Tensor:
         """One vector per sequence: BEACON-B's pooler on ``<cls>``, else the mean over real tokens (or the last)."""

@@ -7,7 +7,8 @@
 * :class:`AttentionModel` — Kool et al. (2019): a transformer encoder without positional encoding
   (the core's softmax attention, batch norm, feed-forward), and a decoder whose context is the graph
   embedding with the first and last chosen points; one multi-head glimpse (core softmax attention over
-  the allowed points) then the core's pointer attention with logit clipping ``C = 10``.
+  the allowed points) then the compatibility ``C · tanh(qᵀk/√d)`` of that single query with the node keys
+  (``C = 10``; the core's ``compatibility_pointer``).
 
 Both expose ``encode(points)``, ``initial_state(encoded)`` and ``step(encoded, state, constraint)``,
 which ``services.pointer.decoding`` drives for every task and decoding strategy.
@@ -137,7 +138,7 @@ class AttentionModel(nn.Module):
         self.context = nn.Linear(3 * d, d, bias=False)
         self.glimpse_kv = nn.Linear(d, 2 * d, bias=False)
         self.glimpse_out = nn.Linear(d, d, bias=False)
-        self.pointer = sa.PointerAttention(d, d, d, clip=config.clip)
+        self.pointer = sa.build("compatibility_pointer", dim=d, clip=config.clip)
 
     def encode(self, points: Tensor) -> dict[str, Tensor]:
         h = self.embed(points)

@@ -203,3 +203,23 @@ def test_orf_rule_marks_long_open_reading_frames_on_both_strands():
     flipped = baselines.orf_mask(reverse_complement(seq))
     assert np.array_equal(flipped, mask[::-1])
     assert baselines.orf_mask("ATG" + "GCT" * 50 + "TAA").sum() == 0  # too short
+
+
+def test_beacon_is_post_norm_as_published_and_pre_norm_stays_an_option():
+    from services.genomics.models import PRESETS as MODEL_PRESETS
+
+    assert all(cfg.norm == "post" for name, cfg in MODEL_PRESETS.items() if cfg.arch == "beacon")
+    torch.manual_seed(0)
+    post = build_model(_small("beacon", norm="post")).eval()
+    ids = torch.randint(5, 9, (2, 12))
+    block = post.blocks[0]
+    x = post.norm(post.embedding(ids))  # BERT's embedding LayerNorm, no final one
+    x = block.norm1(x + block.mixer(x, torch.ones_like(ids, dtype=torch.bool)))
+    x = block.norm2(x + block.mlp(x))
+    for other in post.blocks[1:]:
+        x = other(x, torch.ones_like(ids, dtype=torch.bool))
+    assert torch.allclose(post.hidden(ids), x, atol=1e-6)
+    pre = build_model(_small("beacon", norm="pre"))
+    assert sum(p.numel() for p in pre.parameters()) == sum(p.numel() for p in post.parameters())
+    with pytest.raises(ValueError, match="norm"):
+        _small("beacon", norm="middle")

@@ -78,7 +78,7 @@ def test_softplus_reweighting_is_a_runtime_switch():
 def test_registry_lists_every_mechanism_of_the_design():
     expected = {
         "softmax", "sigmoid", "softplus", "lightning", "agent", "bilevel_routing", "large_kernel",
-        "heterogeneous", "hiformer", "lquery", "pointer", "hyena",
+        "heterogeneous", "hiformer", "lquery", "pointer", "compatibility_pointer", "hyena",
     }  # fmt: skip
     assert set(sa.mechanisms()) == expected
     for name in expected:

@@ -154,6 +154,20 @@ def test_pointer_log_probs_match_reference():
     assert out[2, 6] == 0.0  # the only allowed position has probability 1
 
 
+def test_compatibility_pointer_matches_its_float64_equation():
+    """Kool et al.: ``log_softmax(C · tanh(qᵀk / √d))`` over the allowed positions."""
+    keys, query = torch.randn(3, 7, 8, dtype=torch.float64), torch.randn(3, 8, dtype=torch.float64)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, :3] = False
+    scores = 10.0 * torch.tanh(torch.einsum("bd,bnd->bn", query, keys) / 8**0.5)
+    expected = torch.log_softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    out = sa.compatibility_log_probs(keys, query, mask=mask)
+    assert torch.allclose(out, expected, atol=1e-12)
+    layer = sa.build("compatibility_pointer", dim=8).double()
+    steps = layer(layer.project_keys(keys), query.unsqueeze(1).expand(3, 2, 8), mask=mask.unsqueeze(1).expand(3, 2, 7))
+    assert steps.shape == (3, 2, 7) and torch.isinf(steps[1, :, :3]).all()
+
+
 def test_pointer_module_multi_step_and_gradients():
     layer = sa.PointerAttention(encoder_dim=6, decoder_dim=4, hidden=5)
     enc = torch.randn(2, 8, 6)
