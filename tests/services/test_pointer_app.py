@@ -139,7 +139,7 @@ def test_extreme_coordinates_are_answered_or_refused_quickly(client, path, point
         assert r.json()["error"]["field"] == "points" and "points must" in r.json()["error"]["message"]
     else:
         value = r.json()["length" if path == "/tsp" else "area"]
-        assert np.isfinite(value) and value > 0
+        assert np.isfinite(value) and value >= 0  # a subnormal spread's area (~1e-622) underflows to 0
     assert client.post("/tsp", json={"points": _points(10), "polish": True}, timeout=5).status_code == 200
 
 
