@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up down test lint bench venv clean fuzz learning-spread
+.PHONY: up down test lint bench venv clean fuzz learning-spread train
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (torch 2.14.1 wheels on disk are cp311)"'
@@ -39,6 +39,10 @@ bench: $(STAMP)
 # MLflow + Ray head + training of missing models (Ray jobs) + every Serve app; prints the URLs.
 up: $(STAMP)
 	deploy/up.sh
+
+# Retrains the zoo's models (or MODELS="name ...") as Ray jobs on make up's cluster, progress shown.
+train: $(STAMP)
+	deploy/train.sh $(MODELS)
 
 # Stops what `make up` started, and nothing else.
 down:

@@ -29,7 +29,12 @@ else
 fi
 
 if curl -sf -o /dev/null "$RAY_API" 2>/dev/null; then
-  say "a Ray head is already answering at $RAY_API: reusing it"
+  if [ ! -f "$RUN/ray.tmpdir" ]; then
+    say "port $DASHBOARD_PORT answers, but not for a Ray head make up started (no $RUN/ray.tmpdir):"
+    say "stop that cluster, or choose other ports (RAY_DASHBOARD_PORT, RAY_GCS_PORT, SERVE_PORT, RAY_AGENT_PORT)"
+    exit 1
+  fi
+  say "the Ray head make up started is answering at $RAY_API: reusing it"
 else
   if [ -n "${RAY_NODE_IP:-}" ]; then
     say "starting a Ray head on $RAY_NODE_IP (multi-node: other machines join with ray start --address $RAY_NODE_IP:$GCS_PORT)"

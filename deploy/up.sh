@@ -15,8 +15,9 @@ UP_START=$START RUN="$RUN" "$ROOT/deploy/head.sh"
 
 # --- the zoo: the suite's trained models, registered into MLflow (champion where none is set) ---
 say "registering the zoo's models (zoo/) into MLflow"
-"$PY" -m pipelines.zoo register 2>"$RUN/zoo-register.log" | while read -r line; do say "zoo: $line"; done
-[ "${PIPESTATUS[0]}" -eq 0 ] || { say "zoo registration failed: see $RUN/zoo-register.log"; exit 1; }
+"$PY" -m pipelines.zoo register >"$RUN/zoo-register.log" 2>&1 \
+  || { say "zoo registration failed: see $RUN/zoo-register.log"; exit 1; }
+grep -E '^[a-z0-9-]+ v[0-9]+ \(' "$RUN/zoo-register.log" | while read -r line; do say "zoo: $line"; done || true
 
 # --- what the zoo does not ship yet and has no champion: quick presets, submitted as Ray jobs ---
 TRAIN=(
@@ -46,7 +47,10 @@ done
 
 # --- serve every app ---
 say "deploying deploy/serve.yaml"
-serve deploy "$ROOT/deploy/serve.yaml" --address "$RAY_API" >"$RUN/serve-deploy.log" 2>&1
+# The config names the default ports; a make up on other ports (MLFLOW_PORT, SERVE_PORT) deploys a copy.
+sed -e "s|http://127.0.0.1:5000|$MLFLOW_URI|g" -e "s|^  port: 8000$|  port: $SERVE_PORT|" \
+  "$ROOT/deploy/serve.yaml" >"$RUN/serve.yaml"
+serve deploy "$RUN/serve.yaml" --address "$RAY_API" >"$RUN/serve-deploy.log" 2>&1
 touch "$RUN/serve.deployed"
 APPS=$("$PY" -c "import yaml; print(' '.join(a['name'] for a in yaml.safe_load(open('$ROOT/deploy/serve.yaml'))['applications']))")
 echo "$APPS" >"$RUN/serve.apps"

@@ -111,7 +111,6 @@ def register(zoo: Path = ZOO) -> list[str]:
         champion = registry.resolve_version(name).version
         served = "champion" if champion == version else f"champion stays v{champion}"
         lines.append(f"{name} v{version} ({served}): {_headline(card)}")
-        log.info(lines[-1])
     return lines
 
 

@@ -467,6 +467,8 @@ def train(
 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
+    if preset_obj.workers:
+        wait_for_cpus(preset_obj.workers, preset_obj.cpus_per_worker)
     config = {
         "pipeline": qualified_name(pipeline_cls),
         "preset": preset_obj.to_dict(),
@@ -506,6 +508,34 @@ def train(
     pipeline.finalize(model)
     model.eval()
     return finish_run(pipeline, model, run_id, run_name, epochs_completed=state["epoch"] + 1, promote=promote)
+
+
+RESOURCE_WAIT_S = float(os.environ.get("ATTENTION_SUITE_RESOURCE_WAIT_S", "120"))
+
+
+def wait_for_cpus(workers: int, cpus_per_worker: float, timeout_s: float = RESOURCE_WAIT_S) -> None:
+    """Wait until the cluster can place ``workers`` × ``cpus_per_worker`` CPUs, and fail with what was
+    asked and what is free when it never can or not within ``timeout_s`` (Ray Train would wait forever)."""
+    import ray
+
+    wanted = workers * cpus_per_worker
+    asked = f"{workers} worker(s) × {cpus_per_worker:g} CPU = {wanted:g} CPUs"
+    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    total = sum(nodes)
+    if wanted > total + 1e-9 or cpus_per_worker > max(nodes, default=0.0) + 1e-9:
+        raise RuntimeError(
+            f"the job asks for {asked}; the cluster has {total:g} CPUs in all (largest node {max(nodes, default=0):g}):"
+            " lower --workers or --cpus"
+        )
+    start = time.monotonic()
+    while (free := ray.available_resources().get("CPU", 0.0)) + 1e-9 < wanted:
+        if time.monotonic() - start > timeout_s:
+            raise RuntimeError(
+                f"the job asks for {asked}; after {timeout_s:g} s only {free:g} of the cluster's {total:g} CPUs"
+                " are free (served apps and other jobs hold the rest): lower --workers or --cpus, or free the cluster"
+            )
+        log.info("waiting for %s (%g of %g CPUs free)", asked, free, total)
+        time.sleep(5)
 
 
 def finish_run(

@@ -78,3 +78,25 @@ def test_resume_without_a_run_fails_clearly(ray_cluster):
     preset = dataclasses.replace(PRESETS["tiny-hull"], name="never-ran")
     with pytest.raises(FileNotFoundError, match="no run to resume"):
         train(PointerPipeline, preset, resume=True)
+
+
+def test_a_job_whose_cpus_cannot_be_had_fails_fast_naming_them(ray_cluster):
+    from pipelines.common.harness import wait_for_cpus
+
+    with pytest.raises(RuntimeError, match=r"3 worker\(s\) × 1 CPU = 3 CPUs; the cluster has 2 CPUs"):
+        train(PointerPipeline, dataclasses.replace(PRESETS["tiny-tsp"], cpus_per_worker=1), workers=3)
+
+    import ray
+
+    @ray.remote(num_cpus=1.5)
+    class Holder:
+        def ready(self) -> bool:
+            return True
+
+    holder = Holder.remote()
+    ray.get(holder.ready.remote())
+    try:
+        with pytest.raises(RuntimeError, match=r"after 2 s only [0-9.]+ of the cluster's 2 CPUs are free"):
+            wait_for_cpus(2, 0.5, timeout_s=2)
+    finally:
+        ray.kill(holder)
