@@ -160,41 +160,95 @@ def read_avazu(path: str | Path) -> CTRTable:
     return CTRTable(rows, np.array(labels), [*fields, "hour_of_day", "weekday"], [])
 
 
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+JOINED_COLUMNS = ("user_id", "movie_id", "rating", "timestamp", "title", "genres", "gender", "age", "occupation", "zip")
+
+
 def read_movielens_ctr(path: str | Path) -> CTRTable:
     """MovieLens ratings joined with user and movie fields as a CTR task: click = rating >= 4; fields
-    user, movie, gender, age, occupation, zip (3 digits), first genre, year, hour and weekday."""
+    user, movie, gender, age, occupation, zip (3 digits), first genre, year, hour and weekday.
+
+    ``path`` is a MovieLens distribution as it comes (a folder, or any file in it): ML-100k's
+    ``u.data`` / ``u.user`` / ``u.item`` or ML-1M's ``ratings.dat`` / ``users.dat`` / ``movies.dat``;
+    or a CSV already joined, with the columns of :data:`JOINED_COLUMNS`."""
     rows, labels = [], []
-    with open(path, newline="", encoding="latin-1") as f:
-        reader = csv.DictReader(f)
-        needed = {
-            "user_id",
-            "movie_id",
-            "rating",
-            "timestamp",
-            "title",
-            "genres",
-            "gender",
-            "age",
-            "occupation",
-            "zip",
-        }
-        if not needed <= set(reader.fieldnames or []):
-            raise ValueError(f"{path}: missing columns {sorted(needed - set(reader.fieldnames or []))}")
-        for line_no, row in enumerate(reader, 2):
-            try:
-                rating, stamp = float(row["rating"]), dt.datetime.fromtimestamp(int(row["timestamp"]), dt.UTC)
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line_no}: bad rating or timestamp") from None
-            year = re.search(r"\((\d{4})\)\s*$", row["title"] or "")
-            rows.append({
-                "user": row["user_id"], "movie": row["movie_id"], "gender": row["gender"], "age": row["age"],
-                "occupation": row["occupation"], "zip": (row["zip"] or "")[:3],
-                "genre": (row["genres"] or "").split("|")[0], "year": year.group(1) if year else "",
-                "hour": str(stamp.hour), "weekday": str(stamp.weekday()),
-            })  # fmt: skip
-            labels.append(int(rating >= 4))
+    for where, row in _movielens_records(Path(path)):
+        try:
+            rating, stamp = float(row["rating"]), dt.datetime.fromtimestamp(int(row["timestamp"]), dt.UTC)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: bad rating or timestamp") from None
+        year = re.search(r"\((\d{4})\)\s*$", row["title"] or "")
+        rows.append({
+            "user": row["user_id"], "movie": row["movie_id"], "gender": row["gender"], "age": row["age"],
+            "occupation": row["occupation"], "zip": (row["zip"] or "")[:3],
+            "genre": (row["genres"] or "").split("|")[0], "year": year.group(1) if year else "",
+            "hour": str(stamp.hour), "weekday": str(stamp.weekday()),
+        })  # fmt: skip
+        labels.append(int(rating >= 4))
     fields = ["user", "movie", "gender", "age", "occupation", "zip", "genre", "year", "hour", "weekday"]
     return CTRTable(rows, np.array(labels), fields, [])
+
+
+def _movielens_records(path: Path):
+    """``(file:line, joined record)`` from a MovieLens folder (ML-100k or ML-1M) or a joined CSV."""
+    folder = path if path.is_dir() else path.parent
+    if (folder / "u.data").exists():
+        users = {
+            r[0]: {"age": r[1], "gender": r[2], "occupation": r[3], "zip": r[4]}
+            for r in _split(folder / "u.user", "|", 5)
+        }
+        movies = {}
+        for r in _split(folder / "u.item", "|", 24):
+            flags = [g for g, flag in zip(ML100K_GENRES, r[5:24]) if flag == "1"]
+            movies[r[0]] = {"title": r[1], "genres": "|".join(flags)}
+        ratings, sep = folder / "u.data", "\t"
+    elif (folder / "ratings.dat").exists():
+        users = {
+            r[0]: {"gender": r[1], "age": r[2], "occupation": r[3], "zip": r[4]}
+            for r in _split(folder / "users.dat", "::", 5)
+        }
+        movies = {r[0]: {"title": r[1], "genres": r[2]} for r in _split(folder / "movies.dat", "::", 3)}
+        ratings, sep = folder / "ratings.dat", "::"
+    else:
+        yield from _joined_csv(path)
+        return
+    for line_no, (user, movie, rating, stamp, *_) in enumerate(_split(ratings, sep, 4), 1):
+        if user not in users or movie not in movies:
+            raise ValueError(f"{ratings}:{line_no}: user {user} or movie {movie} is missing from the user/movie files")
+        yield f"{ratings}:{line_no}", {"user_id": user, "movie_id": movie, "rating": rating, "timestamp": stamp,
+                                       **users[user], **movies[movie]}  # fmt: skip
+
+
+def _split(path: Path, sep: str, fields: int) -> list[list[str]]:
+    """Rows of a MovieLens ``sep``-separated file with at least ``fields`` fields (Latin-1, as published)."""
+    if not path.exists():
+        raise ValueError(f"{path}: missing (a MovieLens folder holds ratings, users and movies files)")
+    out = []
+    with open(path, encoding="latin-1") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split(sep)
+            if len(parts) < fields:
+                raise ValueError(f"{path}:{line_no}: expected {fields} fields separated by {sep!r}, got {len(parts)}")
+            out.append(parts)
+    return out
+
+
+def _joined_csv(path: Path):
+    with open(path, newline="", encoding="latin-1") as f:
+        reader = csv.DictReader(f)
+        missing = set(JOINED_COLUMNS) - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(
+                f"{path}: missing columns {sorted(missing)} (or point at a MovieLens folder: u.data/u.user/u.item "
+                "or ratings.dat/users.dat/movies.dat)"
+            )
+        for line_no, row in enumerate(reader, 2):
+            yield f"{path}:{line_no}", row
 
 
 READERS = {"criteo": read_criteo, "avazu": read_avazu, "movielens": read_movielens_ctr}

@@ -128,3 +128,37 @@ def test_synthetic_ctr_truth_is_fixed_and_informative():
     assert 0.85 < bayes < 0.95
     shuffled = metrics.click_metrics(a.labels.numpy(), np.random.default_rng(0).permutation(a.probabilities.numpy()))
     assert shuffled["AUC"] < 0.55
+
+
+def _write(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+
+
+def test_movielens_ctr_reads_the_distributions_as_they_come(tmp_path):
+    ml100k, ml1m = tmp_path / "ml-100k", tmp_path / "ml-1m"
+    ml100k.mkdir()
+    ml1m.mkdir()
+    _write(ml100k / "u.data", ["1\t10\t5\t881250949", "2\t20\t3\t891717742"])
+    _write(ml100k / "u.user", ["1|24|M|technician|85711", "2|53|F|other|94043"])
+    flags = ["0"] * 19
+    action = flags.copy()
+    action[1] = "1"
+    _write(ml100k / "u.item", [
+        "10|Richard III (1995)|22-Jan-1996||http://x|" + "|".join(action),
+        "20|Angels and Saints (1997)|01-Jan-1997||http://y|" + "|".join([*flags[:8], "1", *flags[9:]]),
+    ])  # fmt: skip
+    _write(ml1m / "ratings.dat", ["1::1193::5::978300760", "1::661::2::978302109"])
+    _write(ml1m / "users.dat", ["1::F::1::10::48067"])
+    _write(
+        ml1m / "movies.dat",
+        ["1193::One Flew Over the Cuckoo's Nest (1975)::Drama", "661::James (1996)::Animation|Children's"],
+    )
+    for folder, expected in ((ml100k, ("Action", "1995", "857")), (ml1m, ("Drama", "1975", "480"))):
+        for path in (folder, next(folder.iterdir())):  # the folder or any file in it
+            table = ctr.read_movielens_ctr(path)
+            assert table.labels.tolist() == [1, 0]
+            first = table.rows[0]
+            assert (first["genre"], first["year"], first["zip"]) == expected
+    (ml1m / "users.dat").unlink()
+    with pytest.raises(ValueError, match=r"users\.dat: missing"):
+        ctr.read_movielens_ctr(ml1m)
