@@ -24,7 +24,6 @@ TRAIN=(
   "pointer-convex-hull-ptrnet pipelines.pointer quick-hull"
   "pointer-delaunay-ptrnet pipelines.pointer quick-delaunay"
   "recommend-next-markov-mqsa-ted pipelines.recommendation quick-next"
-  "vision-van-digits pipelines.vision quick-van"
   "vision-biformer-digits pipelines.vision quick-biformer"
   "vision-agent-digits pipelines.vision quick-agent"
   "genomics-lm-hyena pipelines.genomics quick-lm"
