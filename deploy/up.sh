@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make up`: MLflow + a local Ray head (deploy/head.sh) + the zoo's models registered into MLflow +
-# quick training jobs only for models the zoo does not ship yet + every Serve app + one sample request
-# per app, then the URLs. A second run reuses what is running.
+# every Serve app + one sample request per app, then the URLs; nothing trains on the way up (`make
+# train` retrains the zoo's models as Ray jobs on this cluster). A second run reuses what is running.
 # Everything started here is recorded under .run/ so that `make down` stops exactly that.
 set -euo pipefail
 
@@ -19,30 +19,22 @@ say "registering the zoo's models (zoo/) into MLflow"
   || { say "zoo registration failed: see $RUN/zoo-register.log"; exit 1; }
 grep -E '^[a-z0-9-]+ v[0-9]+ \(' "$RUN/zoo-register.log" | while read -r line; do say "zoo: $line"; done || true
 
-# --- what the zoo does not ship yet and has no champion: quick presets, submitted as Ray jobs ---
-TRAIN=(
-  "pointer-convex-hull-ptrnet pipelines.pointer quick-hull"
-  "pointer-delaunay-ptrnet pipelines.pointer quick-delaunay"
-  "recommend-next-markov-mqsa-ted pipelines.recommendation quick-next"
-  "vision-biformer-digits pipelines.vision quick-biformer"
-  "vision-agent-digits pipelines.vision quick-agent"
-  "genomics-lm-hyena pipelines.genomics quick-lm"
-  "genomics-coding-hyena pipelines.genomics quick-coding"
-)
-for entry in "${TRAIN[@]}"; do
-  read -r model module preset <<<"$entry"
-  if "$PY" -c "import sys; from services.common.registry import has_champion; sys.exit(0 if has_champion('$model') else 1)" 2>/dev/null; then
-    say "$model has a champion: no training needed"
-    continue
-  fi
-  say "training $model: ray job submit -- python -m $module train --preset $preset"
-  ray job submit --address "$RAY_API" \
-    --runtime-env-json "{\"env_vars\": {\"MLFLOW_TRACKING_URI\": \"$MLFLOW_URI\", \"ATTENTION_SUITE_HOME\": \"$RUN\"}}" \
-    -- python -m "$module" train --preset "$preset" 2>&1 | grep -E --line-buffered \
-    "it/s|registered|champion|Job '|succeeded|failed|Error" || true
-  "$PY" -c "import sys; from services.common.registry import has_champion; sys.exit(0 if has_champion('$model') else 1)" \
-    || { say "training $model failed: see 'ray job logs' at $RAY_API"; exit 1; }
-done
+# --- every model the apps serve must have a champion now: nothing trains on the way up ---
+"$PY" - "$ROOT/deploy/serve.yaml" <<'PY' || exit 1
+import sys, yaml
+from services.common.registry import has_champion
+
+def names(models):
+    for value in (models or {}).values():
+        yield from (names(value) if isinstance(value, dict) else [value] if value else [])
+
+config = yaml.safe_load(open(sys.argv[1]))
+missing = sorted({n for app in config["applications"] for n in names(app["args"].get("models"))})
+missing = [n for n in missing if not has_champion(n)]
+if missing:
+    sys.exit(f"no champion for {', '.join(missing)}: add it to the zoo (python -m pipelines.zoo export) or train it "
+             "(python -m pipelines.<domain> train --preset ...) before make up")
+PY
 
 # --- serve every app ---
 say "deploying deploy/serve.yaml"

@@ -9,7 +9,7 @@ import pytest
 from pipelines import zoo
 
 ENTRIES = zoo.entries()
-CARD_FIELDS = {"name", "pipeline", "preset", "data", "data_licence", "split", "command", "epochs", "wall_time_s",
+CARD_FIELDS = {"name", "pipeline", "preset", "data", "data_arg", "data_licence", "split", "command", "epochs", "wall_time_s",
                "machine", "metrics", "headline", "dtype", "date", "commit"}  # fmt: skip
 
 
