@@ -52,6 +52,7 @@ else
   echo "$RAY_TMP" >"$RUN/ray.tmpdir"
   wait_for "the Ray dashboard" 60 curl -sf -o /dev/null "$RAY_API"
   serve start --address "${RAY_NODE_IP:-127.0.0.1}:$GCS_PORT" --http-host 127.0.0.1 --http-port "$SERVE_PORT" >"$RUN/serve-start.log" 2>&1
+  wait_for "Serve's HTTP proxy" 60 curl -s -o /dev/null "http://127.0.0.1:$SERVE_PORT/-/routes"
 fi
 
 if [ -n "$mlflow_started" ]; then
