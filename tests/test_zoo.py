@@ -9,8 +9,8 @@ import pytest
 from pipelines import zoo
 
 ENTRIES = zoo.entries()
-CARD_FIELDS = {"name", "pipeline", "preset", "data", "data_arg", "data_licence", "split", "command", "epochs", "wall_time_s",
-               "machine", "metrics", "headline", "dtype", "date", "commit"}  # fmt: skip
+CARD_FIELDS = {"name", "pipeline", "preset", "data", "data_arg", "data_licence", "split", "command", "epochs",
+               "wall_time_s", "machine", "metrics", "headline", "dtype", "date", "commit"}  # fmt: skip
 
 
 def test_the_zoo_ships_models_with_complete_cards_under_50_mb():
