@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.common.harness import markdown_table
+from pipelines.common.tracking import markdown_table
 from pipelines.recommendation import request_ms
 from services.recommendation import ctr, ranking
 

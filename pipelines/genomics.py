@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipelines.common import cli
-from pipelines.common.harness import Evaluation, Pipeline, TrainPreset, markdown_table
+from pipelines.common.contract import Evaluation, Pipeline, TrainPreset
 from pipelines.common.progress import Progress
+from pipelines.common.tracking import markdown_table
 from services.genomics import baselines, inference
 from services.genomics import sequences as seqs
 from services.genomics.models import GenomicsConfig, GenomicsModel, mask_tokens
@@ -751,7 +752,7 @@ def _configure_crossval(parser: argparse.ArgumentParser) -> None:
 def _run_crossval(args: argparse.Namespace) -> int:
     import mlflow
 
-    from pipelines.common.harness import metric_name, set_experiment
+    from pipelines.common.tracking import metric_name, set_experiment
 
     preset = PRESETS[args.preset]
     if args.arch:

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from pipelines.common import cli
-from pipelines.common.harness import Evaluation, Pipeline, TrainPreset, suite_home
+from pipelines.common.contract import Evaluation, Pipeline, TrainPreset
+from pipelines.common.tracking import suite_home
 from services.pointer import data as pdata
 from services.pointer import problems
 from services.pointer.decoding import greedy, rollout, teacher_forcing, tour_lengths

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.common.harness import markdown_table, set_experiment
+from pipelines.common.tracking import markdown_table, set_experiment
 from pipelines.pointer import evaluate_decode, registered_name, summarise, test_set
 from services.pointer import data as pdata
 from services.pointer import problems, tsplib

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipelines.common import cli
-from pipelines.common.harness import Evaluation, Pipeline, TrainPreset
+from pipelines.common.contract import Evaluation, Pipeline, TrainPreset
 from services.recommendation import ctr, metrics, ranking, sequential
 from services.recommendation import sequences as seqdata
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from pipelines.common import cli
-from pipelines.common.harness import Evaluation, Pipeline, TrainPreset
+from pipelines.common.contract import Evaluation, Pipeline, TrainPreset
 from services.vision import data as vdata
 from services.vision.models import VisionConfig, grad_cam
 

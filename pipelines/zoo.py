@@ -64,7 +64,7 @@ def shipped_data(card: dict[str, Any]) -> bool:
 
 def remeasure(entry: Path) -> float:
     """The card's headline metric, measured again: the shipped weights on the card's test split."""
-    from pipelines.common.harness import metric_name
+    from pipelines.common.tracking import metric_name
     from services.common.artifacts import load_model, resolve
 
     card = read_card(entry)
@@ -81,7 +81,7 @@ def register(zoo: Path = ZOO) -> list[str]:
     import mlflow
     from mlflow import MlflowClient
 
-    from pipelines.common.harness import metric_name, set_experiment, tracking_uri
+    from pipelines.common.tracking import metric_name, set_experiment, tracking_uri
     from services.common import registry
     from services.common.artifacts import load_model, read_config
 

@@ -69,7 +69,7 @@ def ray_cluster(suite_env):
 @pytest.fixture(scope="session")
 def trained_tsp(ray_cluster):
     """tiny-tsp on 2 Ray Train workers, with the last worker killed once after the first epoch."""
-    from pipelines.common.harness import train
+    from pipelines.common.driver import train
     from pipelines.pointer import PointerPipeline
 
     return train(PointerPipeline, "tiny-tsp", workers=2, fail_at_epoch=0)
@@ -78,7 +78,7 @@ def trained_tsp(ray_cluster):
 @pytest.fixture(scope="session")
 def trained_hull(ray_cluster):
     """tiny-hull trained in-process (Ray Train local mode) and registered."""
-    from pipelines.common.harness import train
+    from pipelines.common.driver import train
     from pipelines.pointer import PointerPipeline
 
     return train(PointerPipeline, "tiny-hull", workers=0)
@@ -87,7 +87,7 @@ def trained_hull(ray_cluster):
 @pytest.fixture(scope="session")
 def trained_recommenders(ray_cluster):
     """tiny-next (Markov sequences, 2 Ray Train workers) and tiny-ctr (synthetic clicks, in-process)."""
-    from pipelines.common.harness import train
+    from pipelines.common.driver import train
     from pipelines.recommendation import RecommendationPipeline
 
     return {
@@ -99,7 +99,7 @@ def trained_recommenders(ray_cluster):
 @pytest.fixture(scope="session")
 def trained_vision(ray_cluster):
     """tiny-van on scikit-learn's digits, in-process, registered as vision-van-digits."""
-    from pipelines.common.harness import train
+    from pipelines.common.driver import train
     from pipelines.vision import VisionPipeline
 
     return train(VisionPipeline, "tiny-van", workers=0)
@@ -109,7 +109,7 @@ def trained_vision(ray_cluster):
 def trained_genomics(ray_cluster):
     """tiny-lm (synthetic Markov genome), tiny-splice (UCI-like synthetic) and tiny-coding (the shipped
     chloroplast genome), each in-process and registered."""
-    from pipelines.common.harness import train
+    from pipelines.common.driver import train
     from pipelines.genomics import GenomicsPipeline
 
     return {name: train(GenomicsPipeline, name, workers=0) for name in ("tiny-lm", "tiny-splice", "tiny-coding")}

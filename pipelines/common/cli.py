@@ -14,7 +14,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .harness import Pipeline, log_figures, markdown_table, metric_name, set_experiment, train
+from .contract import Pipeline
+from .driver import train
+from .tracking import log_figures, markdown_table, metric_name, set_experiment
 
 
 def _setup_logging() -> None:

@@ -93,7 +93,7 @@ def test_killed_job_on_two_nodes_resumes_from_object_store_checkpoints(s3_bucket
     home = tmp_path / "home"
     driver = (
         "import dataclasses, json\n"
-        "from pipelines.common.harness import train\n"
+        "from pipelines.common.driver import train\n"
         "from pipelines.pointer import PRESETS, PointerPipeline\n"
         "preset = dataclasses.replace(PRESETS['tiny-tsp'], name='s3-tsp', epochs=3, cpus_per_worker=1)\n"
         "out = train(PointerPipeline, preset, workers=2, fail_at_epoch=0, promote=False)\n"

@@ -9,7 +9,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from pipelines.common.harness import FAULT_MARKER, finish_run, storage, train
+from pipelines.common.driver import finish_run, train
+from pipelines.common.loop import FAULT_MARKER
+from pipelines.common.tracking import storage
 from pipelines.pointer import PRESETS, PointerPipeline, registered_name
 from services.common import registry
 
@@ -47,7 +49,7 @@ def test_worse_model_is_registered_but_not_promoted(trained_tsp):
             p.zero_()
     import mlflow
 
-    from pipelines.common.harness import set_experiment
+    from pipelines.common.tracking import set_experiment
 
     with mlflow.start_run(experiment_id=set_experiment("pointer").experiment_id) as run:
         pass
@@ -81,7 +83,7 @@ def test_resume_without_a_run_fails_clearly(ray_cluster):
 
 
 def test_a_job_whose_cpus_cannot_be_had_fails_fast_naming_them(ray_cluster):
-    from pipelines.common.harness import wait_for_cpus
+    from pipelines.common.driver import wait_for_cpus
 
     with pytest.raises(RuntimeError, match=r"3 worker\(s\) × 1 CPU = 3 CPUs; the cluster has 2 CPUs"):
         train(PointerPipeline, dataclasses.replace(PRESETS["tiny-tsp"], cpus_per_worker=1), workers=3)

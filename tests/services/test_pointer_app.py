@@ -195,7 +195,7 @@ def test_a_newly_promoted_champion_is_served_without_a_redeploy(ray_cluster, tra
     within seconds, and keeps answering while it switches."""
     import mlflow
 
-    from pipelines.common.harness import set_experiment
+    from pipelines.common.tracking import set_experiment
 
     name = registered_name("tsp", "attention")
     serve.run(

@@ -1,0 +1,177 @@
+"""What a domain gives the harness: its presets, a :class:`Pipeline` and the :class:`Evaluation` it returns.
+
+A domain subclasses :class:`Pipeline` with: presets, how to build the model, its training batches for each
+worker, one loss step, optional end-of-epoch work (validation, baselines), and an evaluation. The loop
+(:mod:`.loop`) runs it on every worker; the driver (:mod:`.driver`) evaluates, registers and promotes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+
+# ------------------------------------------------------------------------------ what a domain gives
+@dataclass
+class TrainPreset:
+    """Hyperparameters shared by every domain; domains subclass it with their own fields."""
+
+    name: str = "tiny"
+    epochs: int = 2
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    workers: int = 2
+    cpus_per_worker: float = 0.5
+    log_every: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Evaluation:
+    """The result of evaluating one model: metrics, which one decides promotion, a table, figures."""
+
+    metrics: dict[str, float]
+    primary: str
+    higher_is_better: bool
+    table: list[dict[str, Any]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)  # artifact name -> matplotlib figure
+
+    def score(self) -> float:
+        return float(self.metrics[self.primary])
+
+    def better_than(self, other: Evaluation) -> bool:
+        return self.score() > other.score() if self.higher_is_better else self.score() < other.score()
+
+
+class Pipeline(ABC):
+    """A domain's training recipe. Instances are rebuilt inside every worker from (class, preset, data)."""
+
+    domain: ClassVar[str]
+    presets: ClassVar[dict[str, TrainPreset]]
+    builder: ClassVar[str]  # "package.module:function" rebuilding the model from model_config()
+    predict: ClassVar[str | None] = None  # request -> response function for the pyfunc wrapper
+
+    def __init__(self, preset: TrainPreset, data: str | None = None):
+        self.preset = preset
+        self.data = data
+
+    @classmethod
+    def preset_named(cls, name: str) -> TrainPreset:
+        try:
+            return cls.presets[name]
+        except KeyError:
+            raise ValueError(f"unknown preset {name!r} for {cls.domain}; known: {', '.join(cls.presets)}") from None
+
+    @property
+    @abstractmethod
+    def registered_name(self) -> str:
+        """The model's name in the MLflow registry."""
+
+    @abstractmethod
+    def model_config(self) -> dict[str, Any]:
+        """The JSON config ``builder`` rebuilds the model from."""
+
+    def build_model(self) -> nn.Module:
+        from services.common.artifacts import resolve
+
+        return resolve(self.builder)(self.model_config())
+
+    @abstractmethod
+    def steps_per_epoch(self, world_size: int) -> int:
+        """Optimizer steps per epoch on each worker."""
+
+    @abstractmethod
+    def train_batches(self, epoch: int, rank: int, world_size: int) -> Iterable[Any]:
+        """This worker's batches for ``epoch`` (deterministic in epoch and rank, so resuming repeats them)."""
+
+    @abstractmethod
+    def train_step(self, model: nn.Module, batch: Any) -> dict[str, Any]:
+        """Forward one batch; return ``{"loss": tensor, **scalar metrics}``."""
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        """Work after each epoch on every worker (validation, baseline updates); returns metrics."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Domain training state to checkpoint beyond model and optimizer (e.g. an RL baseline)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore :meth:`state_dict`."""
+
+    def should_stop(self) -> bool:
+        """Early stopping: checked on every worker after :meth:`end_epoch` (must agree across workers)."""
+        return False
+
+    def finalize(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Adjust the final model before evaluation (e.g. load the best epoch's weights)."""
+
+    def build_optimizer(self, model: nn.Module, total_steps: int):
+        """AdamW with linear warm-up then cosine decay to 10% of the peak rate."""
+        p = self.preset
+        optimizer = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        warmup = max(0, p.warmup_steps)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress))
+
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module) -> Evaluation:
+        """Evaluate a trained model on the held-out set the champion comparison uses."""
+
+
+class BestEpoch:
+    """Early stopping on a validation score (higher is better): remembers the best epoch and its weights,
+    counts epochs without improvement; a pipeline checkpoints :meth:`state_dict` and, in ``finalize``,
+    loads :attr:`best_state` into the model."""
+
+    def __init__(self, patience: int = 0):
+        self.patience = patience  # 0 = never stop early
+        self.best_score, self.best_epoch, self.stale = -math.inf, -1, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def update(self, score: float, epoch: int, model: nn.Module) -> bool:
+        """Record this epoch's score; True when it is the best so far (its weights are kept)."""
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.stale = score, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return True
+        self.stale += 1
+        return False
+
+    def should_stop(self) -> bool:
+        return bool(self.patience) and self.stale >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best epoch's weights, when there was one."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "stale": self.stale,
+                "best_state": self.best_state}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score = state.get("best_score", -math.inf)
+        self.best_epoch = state.get("best_epoch", -1)
+        self.stale = state.get("stale", 0)
+        self.best_state = state.get("best_state")
