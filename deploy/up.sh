@@ -22,7 +22,7 @@ grep -E '^[a-z0-9-]+ v[0-9]+ \(' "$RUN/zoo-register.log" | while read -r line; d
 # --- every model the apps serve must have a champion now: nothing trains on the way up ---
 "$PY" - "$ROOT/deploy/serve.yaml" <<'PY' || exit 1
 import sys, yaml
-from services.common.registry import has_champion
+from modelstore.registry import has_champion
 
 def names(models):
     for value in (models or {}).values():

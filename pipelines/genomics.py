@@ -177,7 +177,7 @@ class GenomicsPipeline(Pipeline):
     def model_config(self) -> dict[str, Any]:
         p = self.preset
         if p.init:
-            from services.common.registry import read_registered_config, resolve_version
+            from modelstore.registry import read_registered_config, resolve_version
 
             base = GenomicsConfig(**read_registered_config(p.init, resolve_version(p.init).version))
         else:
@@ -214,7 +214,7 @@ class GenomicsPipeline(Pipeline):
         cfg = GenomicsConfig(**self.model_config())
         if not self.preset.init:
             return GenomicsModel(cfg)
-        from services.common.registry import load_registered
+        from modelstore.registry import load_registered
 
         pretrained, _ = load_registered(self.preset.init)
         model = pretrained.with_head(

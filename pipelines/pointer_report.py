@@ -76,7 +76,7 @@ def _row(task: str, kind: str, version: str, n: int, options: Options, summary: 
 
 
 def model_tables(size: int) -> dict[str, list[dict[str, Any]]]:
-    from services.common import registry
+    from modelstore import registry
 
     tables: dict[str, list[dict[str, Any]]] = {task: [] for task in SIZES}
     for task, sizes in SIZES.items():
@@ -101,7 +101,7 @@ def model_tables(size: int) -> dict[str, list[dict[str, Any]]]:
 
 def paper_hull_table(path: Path) -> list[dict[str, Any]]:
     """The paper's released n=5 convex hull test set, through the hull champions."""
-    from services.common import registry
+    from modelstore import registry
 
     points, hulls = pdata.read_hull_file(path)
     rows = []
@@ -128,7 +128,7 @@ def paper_hull_table(path: Path) -> list[dict[str, Any]]:
 
 def tsplib_table(folder: Path, max_cities: int = 200) -> list[dict[str, Any]]:
     """TSPLIB instances with coordinates and at most ``max_cities`` cities: gap to the optimum."""
-    from services.common import registry
+    from modelstore import registry
 
     best = tsplib.read_solutions(folder / "solutions")
     model, info = registry.load_registered(registered_name("tsp", "attention"))

@@ -1,7 +1,7 @@
 """The model zoo: trained weights and model cards that ship with the suite (``zoo/<registered name>/``).
 
     zoo/<name>/model.safetensors   weights (float16 where the card's figure does not move; loading casts back)
-    zoo/<name>/config.json         the builder and config that rebuild the module (services.common.artifacts)
+    zoo/<name>/config.json         the builder and config that rebuild the module (modelstore.artifacts)
     zoo/<name>/card.json           the model card: data, split, preset, command, epochs, wall time, machine,
                                    test metrics, the headline figure with its target, date, commit, licence
     zoo/<name>/README.md           the same card for people
@@ -64,8 +64,8 @@ def shipped_data(card: dict[str, Any]) -> bool:
 
 def remeasure(entry: Path) -> float:
     """The card's headline metric, measured again: the shipped weights on the card's test split."""
+    from modelstore.artifacts import load_model, resolve
     from pipelines.common.tracking import metric_name
-    from services.common.artifacts import load_model, resolve
 
     card = read_card(entry)
     pipeline_cls = resolve(PIPELINES[card["pipeline"]])
@@ -81,9 +81,9 @@ def register(zoo: Path = ZOO) -> list[str]:
     import mlflow
     from mlflow import MlflowClient
 
+    from modelstore import registry
+    from modelstore.artifacts import load_model, read_config
     from pipelines.common.tracking import metric_name, set_experiment, tracking_uri
-    from services.common import registry
-    from services.common.artifacts import load_model, read_config
 
     mlflow.set_tracking_uri(tracking_uri())
     client = MlflowClient()
@@ -139,7 +139,7 @@ def export(
     import torch
     from mlflow import MlflowClient
 
-    from services.common.artifacts import find_model_dir, load_model, read_config, save_model
+    from modelstore.artifacts import find_model_dir, load_model, read_config, save_model
 
     client = MlflowClient()
     mv = client.get_model_version(name, version)

@@ -155,16 +155,6 @@ def merge_padding(key_mask: Tensor | None, key_lengths: Tensor | None, n_k: int)
     return from_lengths if key_mask is None else key_mask & from_lengths
 
 
-def with_alibi(bias: Tensor | None, alibi: Tensor | None, n_q: int, n_k: int, causal: bool) -> Tensor | None:
-    """``bias`` plus the ALiBi term of ``alibi`` slopes (causal or symmetric, following ``causal``)."""
-    if alibi is None:
-        return bias
-    from .positional import alibi_bias
-
-    term = alibi_bias(alibi, n_q, n_k, symmetric=not causal, device=alibi.device).unsqueeze(0)
-    return term if bias is None else bias + term
-
-
 def kernel_blocker(*, bias: Tensor | None, key_mask: Tensor | None, dropout_p: float = 0.0) -> str | None:
     """Why a call cannot run on the fused kernels (None when it can)."""
     if bias is not None:

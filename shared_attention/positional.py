@@ -127,3 +127,11 @@ def sinusoidal_embedding(positions: Tensor, dim: int, base: float = 10000.0) -> 
     omega = base ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=positions.device) / dim)
     angles = positions.to(torch.float64).unsqueeze(-1) * omega
     return torch.cat([angles.sin(), angles.cos()], dim=-1).float()
+
+
+def with_alibi(bias: Tensor | None, alibi: Tensor | None, n_q: int, n_k: int, causal: bool) -> Tensor | None:
+    """``bias`` plus the ALiBi term of ``alibi`` slopes (causal or symmetric, following ``causal``)."""
+    if alibi is None:
+        return bias
+    term = alibi_bias(alibi, n_q, n_k, symmetric=not causal, device=alibi.device).unsqueeze(0)
+    return term if bias is None else bias + term

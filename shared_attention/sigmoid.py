@@ -24,10 +24,10 @@ from ._checks import (
     check_qkv,
     kernel_blocker,
     merge_padding,
-    with_alibi,
 )
 from ._rows import rowwise_attention
 from .multihead import MultiHeadAttention
+from .positional import with_alibi
 
 
 def sigmoid_bias(n_k: int, key_mask: Tensor | None, batch: int, device: torch.device) -> Tensor:

@@ -28,9 +28,9 @@ from ._checks import (
     kernel_blocker,
     merge_padding,
     visibility,
-    with_alibi,
 )
 from .multihead import MultiHeadAttention
+from .positional import with_alibi
 
 
 def softmax_attention(

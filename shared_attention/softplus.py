@@ -34,10 +34,10 @@ from ._checks import (
     check_key_mask,
     check_qkv,
     merge_padding,
-    with_alibi,
 )
 from ._rows import rowwise_attention
 from .multihead import MultiHeadAttention
+from .positional import with_alibi
 
 
 def softplus_weights(scores: Tensor, visible: Tensor, *, train_length: int, reweight_power: float | None) -> Tensor:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from services.common.artifacts import resolve
+from modelstore.artifacts import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

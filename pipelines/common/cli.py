@@ -112,7 +112,7 @@ def main(
 def _evaluate(pipeline_cls: type[Pipeline], args: argparse.Namespace, train_options=None) -> int:
     import mlflow
 
-    from services.common import registry
+    from modelstore import registry
 
     preset = pipeline_cls.preset_named(args.preset)
     if train_options:

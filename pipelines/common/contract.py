@@ -86,7 +86,7 @@ class Pipeline(ABC):
         """The JSON config ``builder`` rebuilds the model from."""
 
     def build_model(self) -> nn.Module:
-        from services.common.artifacts import resolve
+        from modelstore.artifacts import resolve
 
         return resolve(self.builder)(self.model_config())
 

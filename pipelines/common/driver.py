@@ -187,7 +187,7 @@ def finish_run(
     """Evaluate, log everything, register, compare with the champion and move the alias if better."""
     import mlflow
 
-    from services.common import registry
+    from modelstore import registry
 
     log.info("evaluating %s", run_name)
     evaluation = pipeline.evaluate(model)

@@ -33,7 +33,7 @@ log = logging.getLogger("attention_suite.train")
 
 def pipeline_from_config(config: dict[str, Any]) -> Pipeline:
     """Rebuild the pipeline a worker runs from the driver's (class, preset class, preset, data)."""
-    from services.common.artifacts import resolve
+    from modelstore.artifacts import resolve
 
     preset = resolve(config["preset_class"])(**config["preset"])
     return resolve(config["pipeline"])(preset, config.get("data"))

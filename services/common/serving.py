@@ -38,9 +38,10 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 
+from modelstore.registry import ModelInfo, load_registered, resolve_version
+
 from .deadline import Deadline, DeadlineExceeded
 from .errors import BodyLimitMiddleware, InputError, install_error_handlers
-from .registry import ModelInfo, load_registered, resolve_version
 
 log = logging.getLogger("attention_suite.serving")
 

@@ -31,8 +31,8 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
+from modelstore.registry import ModelInfo, load_registered, resolve_version
 from services.common.errors import ERROR_RESPONSES, UPLOAD_ERROR_RESPONSES, InputError
-from services.common.registry import ModelInfo, load_registered, resolve_version
 from services.common.schemas import ModelRef
 from services.common.serving import (
     DEFAULT_STUCK_AFTER_S,
@@ -191,7 +191,7 @@ class VisionServer(StuckWatch):
 
     def describe(self) -> dict[str, Any]:
         """Served models with their versions and input specs (reads configs, builds no model)."""
-        from services.common.registry import read_registered_config
+        from modelstore.registry import read_registered_config
 
         out = {}
         for key, name in self.names.items():

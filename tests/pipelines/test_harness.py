@@ -9,11 +9,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from modelstore import registry
 from pipelines.common.driver import finish_run, train
 from pipelines.common.loop import FAULT_MARKER
 from pipelines.common.tracking import storage
 from pipelines.pointer import PRESETS, PointerPipeline, registered_name
-from services.common import registry
 
 
 def test_killed_worker_resumes_and_finishes_every_epoch(trained_tsp):

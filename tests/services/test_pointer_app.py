@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from ray import serve
 
+from modelstore import registry
 from pipelines.pointer import registered_name
-from services.common import registry
 from services.pointer import problems
 from services.pointer.app import build_app
 

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from ray import serve
 
+from modelstore import registry
 from pipelines.recommendation import registered_name
-from services.common import registry
 from services.recommendation.app import build_app
 
 from .fuzzing import fuzz

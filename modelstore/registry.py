@@ -1,7 +1,7 @@
 """Models in the MLflow registry: logging (pipelines), resolving an alias and loading (services).
 
 A model is logged as an MLflow pyfunc whose artifacts are our own model directory
-(``services.common.artifacts``): weights in safetensors plus the config that rebuilds the module. So
+(``modelstore.artifacts``): weights in safetensors plus the config that rebuilds the module. So
 ``mlflow.pyfunc.load_model("models:/<name>@champion").predict(...)`` works for anyone, and our
 services load the same artifacts straight into torch. Imports mlflow and torch, never ray.
 """
