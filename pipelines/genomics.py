@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipelines.common import cli
-from pipelines.common.contract import Evaluation, Pipeline, TrainPreset
+from pipelines.common.contract import Domain, Evaluation, Pipeline, TrainPreset
 from pipelines.common.progress import Progress
 from pipelines.common.tracking import markdown_table
 from services.genomics import baselines, inference
@@ -789,6 +789,9 @@ def _adjust(preset: GenomicsPreset, args: argparse.Namespace) -> GenomicsPreset:
     return dataclasses.replace(preset, **changes) if changes else preset
 
 
+DOMAIN = Domain("genomics", (GenomicsPipeline,))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `pretrain --fasta F` and `finetune --task T` are `train` with the data / preset named differently
@@ -806,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
                 rest = ["--preset", task, *rest]
         argv = ["train", *rest]
     return cli.main(
-        GenomicsPipeline, argv, extra={"crossval": (_configure_crossval, _run_crossval)},
+        DOMAIN, argv, extra={"crossval": (_configure_crossval, _run_crossval)},
         train_options=(_train_options, _adjust),
     )  # fmt: skip
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from pipelines.common import cli
-from pipelines.common.contract import Evaluation, Pipeline, TrainPreset
+from pipelines.common.contract import Domain, Evaluation, Pipeline, TrainPreset
 from pipelines.common.tracking import suite_home
 from services.pointer import data as pdata
 from services.pointer import problems
@@ -396,8 +396,11 @@ def _report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+DOMAIN = Domain("pointer", (PointerPipeline,))
+
+
 def main(argv: list[str] | None = None) -> int:
-    return cli.main(PointerPipeline, argv, extra={"report": (_report_args, _report)})
+    return cli.main(DOMAIN, argv, extra={"report": (_report_args, _report)})
 
 
 if __name__ == "__main__":

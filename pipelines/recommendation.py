@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipelines.common import cli
-from pipelines.common.contract import Evaluation, Pipeline, TrainPreset
+from pipelines.common.contract import Domain, Evaluation, Pipeline, TrainPreset
 from services.recommendation import ctr, metrics, ranking, sequential
 from services.recommendation import sequences as seqdata
 
@@ -391,8 +391,11 @@ def _adjust(preset: RecPreset, args: argparse.Namespace) -> RecPreset:
     return dataclasses.replace(preset, **changes) if changes else preset
 
 
+DOMAIN = Domain("recommendation", (RecommendationPipeline,))
+
+
 def main(argv: list[str] | None = None) -> int:
-    return cli.main(RecommendationPipeline, argv, train_options=(_train_options, _adjust))
+    return cli.main(DOMAIN, argv, train_options=(_train_options, _adjust))
 
 
 if __name__ == "__main__":

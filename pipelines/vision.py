@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from pipelines.common import cli
-from pipelines.common.contract import Evaluation, Pipeline, TrainPreset
+from pipelines.common.contract import Domain, Evaluation, Pipeline, TrainPreset
 from services.vision import data as vdata
 from services.vision.models import VisionConfig, grad_cam
 
@@ -259,8 +259,11 @@ def attention_figure(model: nn.Module, images: vdata.ImageSet, transform, count:
     return fig
 
 
+DOMAIN = Domain("vision", (VisionPipeline,))
+
+
 def main(argv: list[str] | None = None) -> int:
-    return cli.main(VisionPipeline, argv)
+    return cli.main(DOMAIN, argv)
 
 
 if __name__ == "__main__":

@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "zoo"
 CARD = "card.json"
 PIPELINES = {
-    "genomics": "pipelines.genomics:GenomicsPipeline",
-    "pointer": "pipelines.pointer:PointerPipeline",
-    "recommendation": "pipelines.recommendation:RecommendationPipeline",
-    "vision": "pipelines.vision:VisionPipeline",
+    "genomics": "pipelines.genomics:DOMAIN",
+    "pointer": "pipelines.pointer:DOMAIN",
+    "recommendation": "pipelines.recommendation:DOMAIN",
+    "vision": "pipelines.vision:DOMAIN",
 }
 
 
@@ -68,9 +68,8 @@ def remeasure(entry: Path) -> float:
     from pipelines.common.tracking import metric_name
 
     card = read_card(entry)
-    pipeline_cls = resolve(PIPELINES[card["pipeline"]])
     data = None if card["data_arg"] is None else str(ROOT / card["data_arg"])
-    pipeline = pipeline_cls(pipeline_cls.preset_named(card["preset"]), data)
+    pipeline = resolve(PIPELINES[card["pipeline"]]).pipeline(card["preset"], data)
     metrics = {metric_name(k): v for k, v in pipeline.evaluate(load_model(entry)).metrics.items()}
     return float(metrics[card["headline"]["metric"]])
 

@@ -58,7 +58,7 @@ def _entrypoint_exists(entrypoint: str) -> None:
     for flag in ("--preset", "--task"):  # genomics' `finetune --task T` runs preset T
         if flag in words:
             preset = words[words.index(flag) + 1]
-            assert preset in module.PRESETS, f"{words[2]} has no preset {preset}"
+            assert preset in module.DOMAIN.presets, f"{words[2]} has no preset {preset}"
 
 
 def test_rayjobs_name_existing_pipelines_and_presets():
@@ -70,7 +70,7 @@ def test_rayjobs_name_existing_pipelines_and_presets():
         assert manifest["kind"] == "RayJob"
         _entrypoint_exists(manifest["spec"]["entrypoint"])
         covered.add(shlex.split(manifest["spec"]["entrypoint"])[2])
-    pipelines = {f"pipelines.{p.stem}" for p in (ROOT / "pipelines").glob("*.py") if p.stem in PIPELINES}
+    pipelines = {f"pipelines.{domain}" for domain in PIPELINES}
     assert pipelines <= covered, f"pipelines without a RayJob: {pipelines - covered}"
 
 

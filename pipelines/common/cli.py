@@ -1,22 +1,31 @@
 """The command line every pipeline shares: ``python -m pipelines.<domain> <command> --preset <name>``.
 
-Commands: ``train`` (with ``--resume``, ``--workers``, ``--data``), ``evaluate`` (a registered version
-or the champion, logged as its own MLflow run), ``presets`` (list them); a domain may add more.
+Commands: ``train`` (with ``--resume``, ``--workers``, ``--cpus``, ``--epochs``, ``--data``), ``evaluate``
+(a registered version or the champion, logged as its own MLflow run), ``presets`` (list them); a domain
+may add more. Bad input (a missing file, a malformed row, an unknown preset) ends in one line on stderr
+naming what was wrong and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from .contract import Pipeline
+from .contract import Domain, TrainPreset
 from .driver import train
 from .tracking import log_figures, markdown_table, metric_name, set_experiment
+
+Configure = Callable[[argparse.ArgumentParser], None]
+Command = Callable[[argparse.Namespace], int]
+Adjust = Callable[[Any, argparse.Namespace], Any]
+
+# What a user's input can be wrong with: these end in one line, anything else is our bug (traceback).
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, LookupError)
 
 
 def _setup_logging() -> None:
@@ -27,21 +36,38 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def describe(name: str, preset: TrainPreset) -> str:
+    """One line per preset: its ``about``, then what sizes the run."""
+    workers = f"{preset.workers} worker(s) × {preset.cpus_per_worker:g} CPU"
+    size = f"{preset.epochs} epochs, batch {preset.batch_size}, {workers}"
+    return f"  {name:<24} {preset.about + '; ' if preset.about else ''}{size}"
+
+
+def preset_listing(domain: Domain) -> str:
+    return "presets:\n" + "\n".join(describe(n, p) for n, p in domain.presets.items())
+
+
 def main(
-    pipeline_cls: type[Pipeline],
+    domain: Domain,
     argv: list[str] | None = None,
-    extra: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]]
-    | None = None,
-    train_options: tuple[Callable[[argparse.ArgumentParser], None], Callable[[Any, argparse.Namespace], Any]]
-    | None = None,
+    extra: dict[str, tuple[Configure, Command]] | None = None,
+    train_options: tuple[Configure, Adjust] | None = None,
 ) -> int:
     """Run the pipeline CLI. ``extra`` adds commands; ``train_options`` = (add arguments to ``train`` and
     ``evaluate``, turn them into preset overrides) for domain options such as ``--model``."""
-    parser = argparse.ArgumentParser(prog=f"python -m pipelines.{pipeline_cls.domain}")
+    listing = preset_listing(domain)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=f"python -m pipelines.{domain.name}", epilog=listing, formatter_class=formatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a preset on Ray Train, register the model, promote if better")
-    t.add_argument("--preset", required=True, choices=sorted(pipeline_cls.presets))
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=listing, formatter_class=formatter)
+
+    names = sorted(domain.presets)
+    t = command("train", "train a preset on Ray Train, register the model, promote if better")
+    t.add_argument("--preset", required=True, choices=names, metavar="PRESET", help="one of the presets below")
     t.add_argument("--data", help="data path (domain-specific; generated data when omitted)")
     t.add_argument(
         "--resume",
@@ -60,64 +86,84 @@ def main(
         help="CPUs per Ray Train worker (also its torch threads, at least 1); default from the preset",
     )
     t.add_argument("--no-promote", action="store_true", help="register but never move the champion alias")
-    if train_options:
-        train_options[0](t)
-
-    e = sub.add_parser("evaluate", help="evaluate a registered model version (default: the champion)")
-    e.add_argument("--preset", required=True, choices=sorted(pipeline_cls.presets))
+    e = command("evaluate", "evaluate a registered model version (default: the champion)")
+    e.add_argument("--preset", required=True, choices=names, metavar="PRESET", help="one of the presets below")
     e.add_argument("--data")
     e.add_argument("--version", help="registered version (default: the @champion alias)")
     if train_options:
+        train_options[0](t)
         train_options[0](e)
-
-    sub.add_parser("presets", help="list the presets with their settings")
+    command("presets", "list the presets, a line each")
     for name, (configure, _) in (extra or {}).items():
-        configure(sub.add_parser(name))
+        configure(sub.add_parser(name, epilog=listing, formatter_class=formatter))
 
     args = parser.parse_args(argv)
     if getattr(args, "data", None) and "://" not in args.data:
         args.data = os.path.abspath(args.data)  # Ray Train workers run in another directory
     _setup_logging()
+    try:
+        return _run(domain, args, extra or {}, train_options)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a failure inside a Ray Train worker arrives wrapped: unwrap user errors
+        cause = _user_cause(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return 2
+
+
+def _user_cause(error: BaseException) -> BaseException | None:
+    """The user error at the root of a wrapped one (Ray Train's TrainingFailedError, a RayTaskError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, USER_ERRORS):
+            return error
+        nested = getattr(error, "worker_failures", None) or {}
+        nested = list(nested.values()) if isinstance(nested, dict) else list(nested)
+        error = (nested[0] if nested else None) or getattr(error, "cause", None) or error.__cause__
+    return None
+
+
+def _run(domain: Domain, args: argparse.Namespace, extra: dict, train_options) -> int:
     if args.command == "presets":
-        for name, preset in pipeline_cls.presets.items():
-            print(f"{name}: {json.dumps(preset.to_dict())}")
+        print(preset_listing(domain))
         return 0
-    if args.command == "train":
-        preset = pipeline_cls.preset_named(args.preset)
-        if args.epochs:
-            preset = dataclasses.replace(preset, epochs=args.epochs)
-        if args.cpus:
-            preset = dataclasses.replace(preset, cpus_per_worker=args.cpus)
-        if train_options:
-            preset = train_options[1](preset, args)
-        outcome = train(
-            pipeline_cls,
-            preset,
-            data=args.data,
-            resume=args.resume,
-            workers=args.workers,
-            promote=not args.no_promote,
-        )
-        print(markdown_table(outcome.evaluation.table))
-        print(
-            f"registered {outcome.registered_name} v{outcome.version} "
-            f"({'champion' if outcome.promoted else 'not promoted'}; run {outcome.run_id})"
-        )
-        return 0
+    if args.command in extra:
+        return extra[args.command][1](args)
+    preset = domain.presets[args.preset]
+    if train_options:
+        preset = train_options[1](preset, args)
     if args.command == "evaluate":
-        return _evaluate(pipeline_cls, args, train_options)
-    return extra[args.command][1](args)
+        return _evaluate(domain, preset, args)
+    if args.epochs:
+        preset = dataclasses.replace(preset, epochs=args.epochs)
+    if args.cpus:
+        preset = dataclasses.replace(preset, cpus_per_worker=args.cpus)
+    outcome = train(
+        domain.pipeline_class(args.preset),
+        preset,
+        data=args.data,
+        resume=args.resume,
+        workers=args.workers,
+        promote=not args.no_promote,
+    )
+    print(markdown_table(outcome.evaluation.table))
+    print(
+        f"registered {outcome.registered_name} v{outcome.version} "
+        f"({'champion' if outcome.promoted else 'not promoted'}; run {outcome.run_id})"
+    )
+    return 0
 
 
-def _evaluate(pipeline_cls: type[Pipeline], args: argparse.Namespace, train_options=None) -> int:
+def _evaluate(domain: Domain, preset: TrainPreset, args: argparse.Namespace) -> int:
     import mlflow
 
     from modelstore import registry
 
-    preset = pipeline_cls.preset_named(args.preset)
-    if train_options:
-        preset = train_options[1](preset, args)
-    pipeline = pipeline_cls(preset, args.data)
+    pipeline = domain.pipeline(preset, args.data)
     experiment = set_experiment(pipeline.domain)
     model, info = registry.load_registered(pipeline.registered_name, version=args.version)
     evaluation = pipeline.evaluate(model)

@@ -35,6 +35,7 @@ class TrainPreset:
     workers: int = 2
     cpus_per_worker: float = 0.5
     log_every: int = 10
+    about: str = ""  # one line for --help and `presets`
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -175,3 +176,35 @@ class BestEpoch:
         self.best_epoch = state.get("best_epoch", -1)
         self.stale = state.get("stale", 0)
         self.best_state = state.get("best_state")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A domain's pipelines: one per task, each with its own presets. The table of presets is the only
+    place a preset's name picks its pipeline (no dispatch on a task string anywhere else)."""
+
+    name: str
+    pipelines: tuple[type[Pipeline], ...]
+
+    def __post_init__(self):
+        names = [n for cls in self.pipelines for n in cls.presets]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"{self.name}: presets named twice: {', '.join(doubled)}")
+
+    @property
+    def presets(self) -> dict[str, TrainPreset]:
+        return {name: preset for cls in self.pipelines for name, preset in cls.presets.items()}
+
+    def pipeline_class(self, preset: str) -> type[Pipeline]:
+        for cls in self.pipelines:
+            if preset in cls.presets:
+                return cls
+        known = ", ".join(sorted(self.presets))
+        raise ValueError(f"unknown preset {preset!r} for {self.name}; known: {known}")
+
+    def pipeline(self, preset: str | TrainPreset, data: str | None = None) -> Pipeline:
+        """The pipeline of a preset (by name, or an adjusted copy of a named one)."""
+        name = preset if isinstance(preset, str) else preset.name
+        cls = self.pipeline_class(name)
+        return cls(cls.presets[name] if isinstance(preset, str) else preset, data)
