@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ class TrainPreset:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        """The inverse of :meth:`to_dict`, nested config dataclasses included (``model=HyenaConfig(...)``)."""
+        return _rebuild(cls, values)
 
 
 @dataclass
@@ -176,6 +182,18 @@ class BestEpoch:
         self.best_epoch = state.get("best_epoch", -1)
         self.stale = state.get("stale", 0)
         self.best_state = state.get("best_state")
+
+
+def _rebuild(cls: type, values: dict[str, Any]):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            value, kind = values[f.name], hints[f.name]
+            kwargs[f.name] = (
+                _rebuild(kind, value) if dataclasses.is_dataclass(kind) and isinstance(value, dict) else value
+            )
+    return cls(**kwargs)
 
 
 @dataclass(frozen=True)

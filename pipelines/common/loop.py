@@ -35,7 +35,7 @@ def pipeline_from_config(config: dict[str, Any]) -> Pipeline:
     """Rebuild the pipeline a worker runs from the driver's (class, preset class, preset, data)."""
     from modelstore.artifacts import resolve
 
-    preset = resolve(config["preset_class"])(**config["preset"])
+    preset = resolve(config["preset_class"]).from_dict(config["preset"])
     return resolve(config["pipeline"])(preset, config.get("data"))
 
 
