@@ -1,6 +1,7 @@
 """The fused softmax/sigmoid Triton kernels, forward and gradients, against float64 references:
-every configuration, causal and not, with and without ALiBi and padding, fp32 and fp16, lengths that
-are not multiples of the blocks. Runs in Triton's interpreter on the CPU (TRITON_INTERPRET=1)."""
+every configuration, causal and not, with and without ALiBi and padding, head dims 32/64/128, fp32 and
+the half types, lengths that are not multiples of the blocks. Compiled on a GPU, interpreted on a CPU
+(see tests/kernels/device.py)."""
 
 from __future__ import annotations
 
@@ -11,35 +12,34 @@ import shared_attention as sa
 from kernels.attention import BWD_CONFIGS, CONFIGS, fused_attention
 
 from ..shared_attention.reference import max_rel_err, sigmoid_ref, softmax_ref
+from .device import CONFIG_DTYPES, DEVICE, DTYPES, HALF_DTYPES, randn
 
 REFS = {"softmax": softmax_ref, "sigmoid": sigmoid_ref}
 # fp32: the interpreter's dots are exact fp32, sums of <= 80 terms: ~1e-7 relative, bound 1e-5.
 # fp16: inputs are fp16-exact (the reference uses the rounded values); the kernel rounds P to fp16
 # before P·V (2^-11 relative) and the output to fp16: bound 5e-3; gradients add the rounding of dS
-# (differences of rounded products): 2e-2.
-TOL = {torch.float32: (1e-5, 1e-4), torch.float16: (5e-3, 2e-2)}
+# (differences of rounded products): 2e-2. bf16 keeps 8 bits where fp16 keeps 11: 8x the fp16 bounds.
+TOL = {torch.float32: (1e-5, 1e-4), torch.float16: (5e-3, 2e-2), torch.bfloat16: (4e-2, 1.6e-1)}
 
 
 def _case(dtype, *, b=2, h=2, n_q=70, n_k=70, d=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(b, h, n, d, generator=g).to(dtype) for n in (n_q, n_k, n_k))
-    return q, k, v
+    return tuple(randn(b, h, n, d, seed=seed + i, dtype=dtype) for i, n in enumerate((n_q, n_k, n_k)))
 
 
-def _run(score, causal, dtype, *, alibi, padding, fwd_config, bwd_config, n_q=70, n_k=70):
-    q, k, v = _case(dtype, n_q=n_q, n_k=n_k)
-    lengths = torch.tensor([n_k, n_k - 13]) if padding else None
-    slopes = torch.tensor([0.5, 0.125]) if alibi else None
+def _run(score, causal, dtype, *, alibi, padding, fwd_config, bwd_config, n_q=70, n_k=70, d=32):
+    q, k, v = _case(dtype, n_q=n_q, n_k=n_k, d=d)
+    lengths = torch.tensor([n_k, n_k - 13], device=DEVICE) if padding else None
+    slopes = torch.tensor([0.5, 0.125], device=DEVICE) if alibi else None
     leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
     out = fused_attention(*leaves, score=score, causal=causal, key_lengths=lengths, alibi_slopes=slopes,
                           fwd_config=fwd_config, bwd_config=bwd_config)  # fmt: skip
-    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    weight = randn(*out.shape, seed=99)
     (out.float() * weight).sum().backward()
 
     ref_leaves = [t.double().requires_grad_(True) for t in (q, k, v)]
-    key_mask = None if lengths is None else torch.arange(n_k)[None] < lengths[:, None]
+    key_mask = None if lengths is None else torch.arange(n_k, device=DEVICE)[None] < lengths[:, None]
     bias = None if slopes is None else sa.alibi_bias(slopes.double(), n_q, n_k, symmetric=not causal,
-                                                      dtype=torch.float64).unsqueeze(0)  # fmt: skip
+                                                      dtype=torch.float64, device=DEVICE).unsqueeze(0)  # fmt: skip
     ref = REFS[score](*ref_leaves, causal=causal, key_mask=key_mask, bias=bias)
     (ref * weight.double()).sum().backward()
     out_tol, grad_tol = TOL[dtype]
@@ -53,11 +53,12 @@ def _run(score, causal, dtype, *, alibi, padding, fwd_config, bwd_config, n_q=70
 @pytest.mark.parametrize("score", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("config", range(len(CONFIGS)))
-def test_every_forward_config(score, causal, config):
+@pytest.mark.parametrize("dtype", CONFIG_DTYPES)
+def test_every_forward_config(score, causal, config, dtype):
     _run(
         score,
         causal,
-        torch.float32,
+        dtype,
         alibi=True,
         padding=True,
         fwd_config=CONFIGS[config],
@@ -68,11 +69,12 @@ def test_every_forward_config(score, causal, config):
 @pytest.mark.parametrize("score", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("config", range(len(BWD_CONFIGS)))
-def test_every_backward_config(score, causal, config):
+@pytest.mark.parametrize("dtype", CONFIG_DTYPES)
+def test_every_backward_config(score, causal, config, dtype):
     _run(
         score,
         causal,
-        torch.float32,
+        dtype,
         alibi=True,
         padding=True,
         fwd_config=CONFIGS[0],
@@ -84,16 +86,25 @@ def test_every_backward_config(score, causal, config):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("alibi", [False, True])
 @pytest.mark.parametrize("padding", [False, True])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_options_and_dtypes(score, causal, alibi, padding, dtype):
     _run(score, causal, dtype, alibi=alibi, padding=padding, fwd_config=CONFIGS[3], bwd_config=BWD_CONFIGS[1])
 
 
 @pytest.mark.parametrize("score", ["softmax", "sigmoid"])
-def test_cross_attention_lengths_and_head_dim_64(score):
-    """n_q != n_k (queries aligned with the end of the keys), head_dim 64, odd lengths."""
+@pytest.mark.parametrize("head_dim", [32, 64, 128])
+@pytest.mark.parametrize("dtype", [torch.float32, HALF_DTYPES[-1]])
+def test_head_dims(score, head_dim, dtype):
+    """The head dims the models use, causal with ALiBi and padding."""
+    _run(score, True, dtype, alibi=True, padding=True, fwd_config=CONFIGS[0], bwd_config=BWD_CONFIGS[0], d=head_dim)
+
+
+@pytest.mark.parametrize("score", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("head_dim", [32, 64])
+def test_cross_attention_lengths(score, head_dim):
+    """n_q != n_k (queries aligned with the end of the keys), odd lengths."""
     _run(score, True, torch.float32, alibi=False, padding=True, fwd_config=CONFIGS[0],
-         bwd_config=BWD_CONFIGS[0], n_q=37, n_k=101)  # fmt: skip
+         bwd_config=BWD_CONFIGS[0], n_q=37, n_k=101, d=head_dim)  # fmt: skip
 
 
 @pytest.mark.parametrize("score", ["softmax", "sigmoid"])
@@ -111,7 +122,7 @@ def test_future_keys_do_not_change_past_outputs(score):
 def test_rows_without_keys_are_zero_and_finite():
     """A sequence of length 0 (all padding): zero output, finite zero gradients."""
     q, k, v = (t.requires_grad_(True) for t in _case(torch.float32, n_q=20, n_k=20))
-    out = fused_attention(q, k, v, key_lengths=torch.tensor([20, 0]), fwd_config=CONFIGS[3],
+    out = fused_attention(q, k, v, key_lengths=torch.tensor([20, 0], device=DEVICE), fwd_config=CONFIGS[3],
                           bwd_config=BWD_CONFIGS[1])  # fmt: skip
     assert torch.equal(out[1], torch.zeros_like(out[1]))
     out.sum().backward()

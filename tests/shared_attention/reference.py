@@ -2,7 +2,7 @@
 
 Written for reading, not speed: explicit per-position loops and full matrices, sharing no code with
 ``shared_attention`` beyond torch itself. Every test compares the library (in float32) against these
-(in float64).
+(in float64). They compute on the device of their inputs (the kernel tests run them on a GPU).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def _loop(q, k, v, causal, key_mask, bias, row_weights):
     q, k, v = q.to(F64), k.to(F64), v.to(F64)
     b, h, n_q, _ = q.shape
     n_k = k.shape[2]
-    out = torch.zeros(b, h, n_q, v.shape[-1], dtype=F64)
+    out = torch.zeros(b, h, n_q, v.shape[-1], dtype=F64, device=q.device)
     for bi in range(b):
-        vis = visible_matrix(n_q, n_k, causal, None if key_mask is None else key_mask[bi])
+        vis = visible_matrix(n_q, n_k, causal, None if key_mask is None else key_mask[bi].cpu()).to(q.device)
         for hi in range(h):
             scores = q[bi, hi] @ k[bi, hi].T
             if bias is not None:
@@ -97,22 +97,21 @@ def softplus_ref(q, k, v, *, causal=False, key_mask=None, bias=None, train_lengt
 
 
 def lightning_ref(q, k, v, slopes, *, causal=True, key_mask=None):
-    """o_t = Σ_j λ^{|t-j|} (q_t·k_j) v_j over j ≤ t (causal) or all j."""
+    """o_t = Σ_j λ^{|t-j|} (q_t·k_j) v_j over j ≤ t (causal) or all j, with λ = exp(-slope): the full
+    [n, n] matrix of weights λ^{|t-j|}·(q_t·k_j), zeroed where j is not visible, times V."""
     q, k, v = q.to(F64), k.to(F64), v.to(F64)
-    b, h, n, _ = q.shape
-    out = torch.zeros(b, h, n, v.shape[-1], dtype=F64)
-    lam = torch.exp(-slopes.to(F64))
-    for bi in range(b):
-        for hi in range(h):
-            for t in range(n):
-                for j in range(n):
-                    if causal and j > t:
-                        continue
-                    if key_mask is not None and not bool(key_mask[bi, j]):
-                        continue
-                    weight = lam[hi] ** abs(t - j) * (q[bi, hi, t] @ k[bi, hi, j])
-                    out[bi, hi, t] += weight * v[bi, hi, j]
-    return out
+    n = q.shape[2]
+    positions = torch.arange(n, device=q.device)
+    distance = (positions[:, None] - positions[None, :]).abs().to(F64)  # |t - j|
+    decay = torch.exp(-slopes.to(device=q.device, dtype=F64)[:, None, None] * distance)  # [h, n, n]
+    visible = torch.ones(n, n, dtype=torch.bool, device=q.device)
+    if causal:
+        visible = positions[None, :] <= positions[:, None]
+    visible = visible.expand(q.shape[0], n, n)
+    if key_mask is not None:
+        visible = visible & key_mask.to(q.device)[:, None, :]
+    weights = (q @ k.transpose(-1, -2)) * decay[None] * visible[:, None].to(F64)
+    return weights @ v
 
 
 def window_mean_ref(x, window, mask):
