@@ -133,8 +133,6 @@ BEACON = Tokenizer(
     padding_side="right",
 )
 
-TOKENIZERS = {t.name: t for t in (HYENA, BEACON)}
-
 _COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
 

@@ -17,25 +17,13 @@ from __future__ import annotations
 import math
 
 import torch
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor, nn
 
 import shared_attention as sa
 
 __all__ = ["AgentDeiT", "AgentSwin"]
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, ratio: float, drop: float):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, int(dim * ratio))
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(int(dim * ratio), dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class Block(nn.Module):
@@ -46,7 +34,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = attention
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, mlp_ratio, drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -101,7 +89,6 @@ class AgentDeiT(_Heads, nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = "token",
-        **kwargs,
     ):
         super().__init__()
         if img_size % patch_size:
@@ -219,7 +206,6 @@ class AgentSwin(_Heads, nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
-        **kwargs,
     ):
         super().__init__()
         self.num_classes, self.global_pool = num_classes, global_pool
@@ -271,10 +257,16 @@ class AgentSwin(_Heads, nn.Module):
         return self.grids[-1]
 
 
-def _create(cls, variant: str, pretrained: bool = False, **kwargs):
+def _create_agent_deit(variant: str, pretrained: bool = False, **kwargs) -> AgentDeiT:
     if pretrained:
         raise ValueError("no pretrained Agent Attention weights exist here: models are trained by pipelines.vision")
-    return build_model_with_cfg(cls, variant, pretrained, **kwargs)
+    return build_model_with_cfg(AgentDeiT, variant, pretrained, **kwargs)
+
+
+def _create_agent_swin(variant: str, pretrained: bool = False, **kwargs) -> AgentSwin:
+    if pretrained:
+        raise ValueError("no pretrained Agent Attention weights exist here: models are trained by pipelines.vision")
+    return build_model_with_cfg(AgentSwin, variant, pretrained, **kwargs)
 
 
 def _cfg(**kwargs) -> dict:
@@ -293,23 +285,26 @@ default_cfgs = generate_default_cfgs({
 
 @register_model
 def agent_deit_tiny(pretrained: bool = False, **kwargs) -> AgentDeiT:
-    return _create(AgentDeiT, "agent_deit_tiny", pretrained, **dict(embed_dim=192, depth=12, num_heads=3), **kwargs)
+    model_args = dict(embed_dim=192, depth=12, num_heads=3)
+    return _create_agent_deit("agent_deit_tiny", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def agent_deit_small(pretrained: bool = False, **kwargs) -> AgentDeiT:
-    return _create(AgentDeiT, "agent_deit_small", pretrained, **dict(embed_dim=384, depth=12, num_heads=6), **kwargs)
+    model_args = dict(embed_dim=384, depth=12, num_heads=6)
+    return _create_agent_deit("agent_deit_small", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def agent_deit_base(pretrained: bool = False, **kwargs) -> AgentDeiT:
     model_args = dict(embed_dim=768, depth=12, num_heads=12, agent_layers=4)
-    return _create(AgentDeiT, "agent_deit_base", pretrained, **dict(model_args, **kwargs))
+    return _create_agent_deit("agent_deit_base", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def agent_swin_tiny(pretrained: bool = False, **kwargs) -> AgentSwin:
-    return _create(AgentSwin, "agent_swin_tiny", pretrained, **kwargs)
+    model_args = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), agent_nums=(9, 16, 49, 49))
+    return _create_agent_swin("agent_swin_tiny", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
@@ -317,4 +312,4 @@ def agent_deit_small_input(pretrained: bool = False, **kwargs) -> AgentDeiT:
     """For 28–64 px images: 4×4 patches (28 px → a 7×7 grid), 9 agents, width 128, 6 blocks, 4 heads."""
     model_args = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=128, depth=6, num_heads=4,
                       agent_num=9, mlp_ratio=3.0)  # fmt: skip
-    return _create(AgentDeiT, "agent_deit_small_input", pretrained, **dict(model_args, **kwargs))
+    return _create_agent_deit("agent_deit_small_input", pretrained, **dict(model_args, **kwargs))

@@ -24,25 +24,13 @@ Registered in timm: ``biformer_tiny`` (13,142,760 parameters as the official mod
 from __future__ import annotations
 
 import torch
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor, nn
 
 import shared_attention as sa
 
 __all__ = ["BiFormer"]
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, ratio: float, drop: float):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, int(dim * ratio))
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(int(dim * ratio), dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class AttentionLePE(nn.Module):
@@ -78,7 +66,7 @@ class Block(nn.Module):
             AttentionLePE(dim) if topk is None else sa.BiLevelRoutingAttention(dim, heads, regions=regions, topk=topk)
         )
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, mlp_ratio, drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,7 +92,7 @@ class BiFormer(nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
-        **kwargs,
+        **kwargs,  # img_size and the like: a convolutional stem takes any input size
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -169,7 +157,7 @@ class BiFormer(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _create(variant: str, pretrained: bool = False, **kwargs) -> BiFormer:
+def _create_biformer(variant: str, pretrained: bool = False, **kwargs) -> BiFormer:
     if pretrained:
         raise ValueError("no pretrained BiFormer weights exist here: models are trained by pipelines.vision")
     return build_model_with_cfg(BiFormer, variant, pretrained, **kwargs)
@@ -192,17 +180,20 @@ default_cfgs = generate_default_cfgs({
 
 @register_model
 def biformer_tiny(pretrained: bool = False, **kwargs) -> BiFormer:
-    return _create("biformer_tiny", pretrained, **dict(depths=(2, 2, 8, 2), embed_dims=(64, 128, 256, 512)), **kwargs)
+    model_args = dict(depths=(2, 2, 8, 2), embed_dims=(64, 128, 256, 512))
+    return _create_biformer("biformer_tiny", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def biformer_small(pretrained: bool = False, **kwargs) -> BiFormer:
-    return _create("biformer_small", pretrained, **dict(depths=(4, 4, 18, 4), embed_dims=(64, 128, 256, 512)), **kwargs)
+    model_args = dict(depths=(4, 4, 18, 4), embed_dims=(64, 128, 256, 512))
+    return _create_biformer("biformer_small", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def biformer_base(pretrained: bool = False, **kwargs) -> BiFormer:
-    return _create("biformer_base", pretrained, **dict(depths=(4, 4, 18, 4), embed_dims=(96, 192, 384, 768)), **kwargs)
+    model_args = dict(depths=(4, 4, 18, 4), embed_dims=(96, 192, 384, 768))
+    return _create_biformer("biformer_base", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
@@ -211,4 +202,4 @@ def biformer_small_input(pretrained: bool = False, **kwargs) -> BiFormer:
     (padded where they do not), top-k 1/4/2/all."""
     model_args = dict(depths=(2, 2, 2, 2), embed_dims=(32, 64, 128, 160), stem_stride=2, regions=(7, 7, 2, 1),
                       topks=(2, 4, 2, None), mlp_ratio=3.0, in_chans=1, num_classes=10)  # fmt: skip
-    return _create("biformer_small_input", pretrained, **dict(model_args, **kwargs))
+    return _create_biformer("biformer_small_input", pretrained, **dict(model_args, **kwargs))

@@ -14,12 +14,6 @@ import timm
 import torch
 from torch import Tensor, nn
 
-ARCHES = {
-    "van": ("van_b0", "van_b1", "van_b2", "van_b3", "van_b4", "van_b5", "van_b6", "van_small_input"),
-    "biformer": ("biformer_tiny", "biformer_small", "biformer_base", "biformer_small_input"),
-    "agent": ("agent_deit_tiny", "agent_deit_small", "agent_deit_base", "agent_swin_tiny", "agent_deit_small_input"),
-}
-
 
 @dataclass(frozen=True)
 class VisionConfig:
@@ -38,10 +32,10 @@ class VisionConfig:
 
 def build_model(config: dict | VisionConfig) -> nn.Module:
     cfg = config if isinstance(config, VisionConfig) else VisionConfig(**config)
-    kwargs = {"num_classes": cfg.num_classes, "in_chans": cfg.in_chans, "drop_path_rate": cfg.drop_path_rate}
-    if cfg.arch.startswith("agent"):
-        kwargs["img_size"] = cfg.img_size
-    model = timm.create_model(cfg.arch, **kwargs)
+    # Every architecture takes img_size: the token models fix their patch grid by it, the convolutional
+    # ones accept any input and ignore it.
+    model = timm.create_model(cfg.arch, num_classes=cfg.num_classes, in_chans=cfg.in_chans, img_size=cfg.img_size,
+                              drop_path_rate=cfg.drop_path_rate)  # fmt: skip
     model.suite_config = cfg
     return model
 

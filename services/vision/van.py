@@ -36,6 +36,9 @@ class OverlapPatchEmbed(nn.Module):
 
 
 class Mlp(nn.Module):
+    """VAN's convolutional MLP: 1×1 → depthwise 3×3 → GELU → 1×1. Not timm's ``Mlp`` (no depthwise conv)
+    nor its ``ConvMlp`` (no depthwise conv, a norm in the middle), so written here."""
+
     def __init__(self, dim: int, hidden: int, drop: float = 0.0):
         super().__init__()
         self.fc1 = nn.Conv2d(dim, hidden, 1)
@@ -78,7 +81,7 @@ class Block(nn.Module):
 
 
 class Stage(nn.Module):
-    def __init__(self, in_chans, dim, depth, mlp_ratio, patch_size, stride, drop, drop_paths):
+    def __init__(self, in_chans, dim, mlp_ratio, patch_size, stride, drop, drop_paths):
         super().__init__()
         self.patch_embed = OverlapPatchEmbed(in_chans, dim, patch_size, stride)
         self.blocks = nn.Sequential(*(Block(dim, mlp_ratio, drop, dp) for dp in drop_paths))
@@ -104,7 +107,7 @@ class VAN(nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
-        **kwargs,
+        **kwargs,  # img_size and the like: a convolutional model takes any input size
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -113,7 +116,7 @@ class VAN(nn.Module):
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         stages, cursor, chans = [], 0, in_chans
         for i, depth in enumerate(depths):
-            stages.append(Stage(chans, embed_dims[i], depth, mlp_ratios[i], patch_sizes[i], strides[i], drop_rate,
+            stages.append(Stage(chans, embed_dims[i], mlp_ratios[i], patch_sizes[i], strides[i], drop_rate,
                                 rates[cursor : cursor + depth]))  # fmt: skip
             cursor += depth
             chans = embed_dims[i]
@@ -183,44 +186,44 @@ default_cfgs = generate_default_cfgs({
 
 @register_model
 def van_b0(pretrained: bool = False, **kwargs) -> VAN:
-    return _create_van("van_b0", pretrained, **dict(embed_dims=(32, 64, 160, 256), depths=(3, 3, 5, 2),
-                                                    mlp_ratios=(8, 8, 4, 4)), **kwargs)  # fmt: skip
+    model_args = dict(embed_dims=(32, 64, 160, 256), depths=(3, 3, 5, 2), mlp_ratios=(8, 8, 4, 4))
+    return _create_van("van_b0", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def van_b1(pretrained: bool = False, **kwargs) -> VAN:
-    return _create_van("van_b1", pretrained, **dict(embed_dims=(64, 128, 320, 512), depths=(2, 2, 4, 2),
-                                                    mlp_ratios=(8, 8, 4, 4)), **kwargs)  # fmt: skip
+    model_args = dict(embed_dims=(64, 128, 320, 512), depths=(2, 2, 4, 2), mlp_ratios=(8, 8, 4, 4))
+    return _create_van("van_b1", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def van_b2(pretrained: bool = False, **kwargs) -> VAN:
-    return _create_van("van_b2", pretrained, **dict(embed_dims=(64, 128, 320, 512), depths=(3, 3, 12, 3),
-                                                    mlp_ratios=(8, 8, 4, 4)), **kwargs)  # fmt: skip
+    model_args = dict(embed_dims=(64, 128, 320, 512), depths=(3, 3, 12, 3), mlp_ratios=(8, 8, 4, 4))
+    return _create_van("van_b2", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def van_b3(pretrained: bool = False, **kwargs) -> VAN:
-    return _create_van("van_b3", pretrained, **dict(embed_dims=(64, 128, 320, 512), depths=(3, 5, 27, 3),
-                                                    mlp_ratios=(8, 8, 4, 4)), **kwargs)  # fmt: skip
+    model_args = dict(embed_dims=(64, 128, 320, 512), depths=(3, 5, 27, 3), mlp_ratios=(8, 8, 4, 4))
+    return _create_van("van_b3", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def van_b4(pretrained: bool = False, **kwargs) -> VAN:
-    return _create_van("van_b4", pretrained, **dict(embed_dims=(64, 128, 320, 512), depths=(3, 6, 40, 3),
-                                                    mlp_ratios=(8, 8, 4, 4)), **kwargs)  # fmt: skip
+    model_args = dict(embed_dims=(64, 128, 320, 512), depths=(3, 6, 40, 3), mlp_ratios=(8, 8, 4, 4))
+    return _create_van("van_b4", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def van_b5(pretrained: bool = False, **kwargs) -> VAN:
-    return _create_van("van_b5", pretrained, **dict(embed_dims=(96, 192, 480, 768), depths=(3, 3, 24, 3),
-                                                    mlp_ratios=(8, 8, 4, 4)), **kwargs)  # fmt: skip
+    model_args = dict(embed_dims=(96, 192, 480, 768), depths=(3, 3, 24, 3), mlp_ratios=(8, 8, 4, 4))
+    return _create_van("van_b5", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def van_b6(pretrained: bool = False, **kwargs) -> VAN:
-    return _create_van("van_b6", pretrained, **dict(embed_dims=(96, 192, 384, 768), depths=(6, 6, 90, 6),
-                                                    mlp_ratios=(8, 8, 4, 4)), **kwargs)  # fmt: skip
+    model_args = dict(embed_dims=(96, 192, 384, 768), depths=(6, 6, 90, 6), mlp_ratios=(8, 8, 4, 4))
+    return _create_van("van_b6", pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
