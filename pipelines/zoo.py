@@ -13,8 +13,9 @@ Commands::
     python -m pipelines.zoo table                      # the README's table of served models
 
 ``register`` logs each zoo model as a run tagged ``source=zoo`` (the card's params and metrics, the
-weights as the model artifact) and registers it; the ``champion`` alias moves to it only where the
-registered model has no champion yet, so a model a user trained and promoted stays served.
+weights as the model artifact, the domain's pyfunc ``predict``) and registers it; the ``champion`` alias
+moves to it only where the registered model has no champion yet (or the champion is the same zoo weights
+registered without a predict function), so a model a user trained and promoted stays served.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ PIPELINES = {
     "pointer": "pipelines.pointer:DOMAIN",
     "recommendation": "pipelines.recommendation:DOMAIN",
     "vision": "pipelines.vision:DOMAIN",
+}
+# what the pyfunc's predict calls, per domain (entries exported before the pipelines named one lack it)
+PREDICT = {domain: f"services.{domain}.pyfunc:predict" for domain in ("genomics", "recommendation", "vision")} | {
+    "pointer": "services.pointer.solver:predict"
 }
 
 
@@ -91,12 +96,16 @@ def register(zoo: Path = ZOO) -> list[str]:
     for entry in entries(zoo):
         card, digest = read_card(entry), weights_digest(entry)
         name = card["name"]
+        meta = read_config(entry)
+        predict = meta.get("predict") or PREDICT[card["pipeline"]]
         known = client.search_model_versions(f"name = '{name}'")
-        mine = [v for v in known if (v.tags or {}).get("zoo_digest") == digest]
+        same = [v for v in known if (v.tags or {}).get("zoo_digest") == digest]
+        mine = [v for v in same if v.tags.get("zoo_predict") == predict]
+        # the same weights registered before they carried a predict function: replaced, champion included
+        stale = {str(v.version) for v in same} - {str(v.version) for v in mine}
         if mine:
-            version = mine[0].version
+            version = str(mine[0].version)  # MLflow 3 reports it as an int; resolve_version as a str
         else:
-            meta = read_config(entry)
             model = load_model(entry)
             with mlflow.start_run(run_name=f"zoo-{name}", experiment_id=experiment.experiment_id):
                 mlflow.set_tags({"source": "zoo", "zoo_digest": digest, "registered_model": name})
@@ -104,11 +113,12 @@ def register(zoo: Path = ZOO) -> list[str]:
                 mlflow.log_metrics({metric_name(f"eval/{k}"): float(v) for k, v in card["metrics"].items()})
                 mlflow.log_dict(card, "card.json")
                 info = registry.log_model(
-                    model, meta["config"], builder=meta["builder"], registered_name=name, predict=meta.get("predict")
+                    model, meta["config"], builder=meta["builder"], registered_name=name, predict=predict
                 )
             version = info.version
             client.set_model_version_tag(name, version, "zoo_digest", digest)
-        if not registry.has_champion(name):
+            client.set_model_version_tag(name, version, "zoo_predict", predict)
+        if not registry.has_champion(name) or registry.resolve_version(name).version in stale:
             registry.set_champion(name, version)
         champion = registry.resolve_version(name).version
         served = "champion" if champion == version else f"champion stays v{champion}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from services.common.deadline import Deadline
 
 from . import problems
 from .decoding import beam_search, greedy, sample_best, to_answer
+
+if TYPE_CHECKING:  # pandas only for the MLflow entry, so the solver imports without it
+    import pandas as pd
 
 DECODES = ("greedy", "beam", "sample")
 
@@ -104,12 +107,55 @@ def solve_many(
     return results  # type: ignore[return-value]
 
 
-def predict(model: nn.Module, model_input: dict[str, Any], **params: Any) -> dict[str, Any]:
-    """MLflow pyfunc entry: ``{"points": [[x, y], ...], "decode": ..., ...}`` → the answer body."""
-    task = model.config.task
-    points = problems.check_points(model_input["points"])
-    options = Options(
-        **{k: model_input[k] for k in ("decode", "beam_width", "samples", "polish") if k in model_input},
-        **params,
+def predict(model: nn.Module, model_input: Any, **params: Any) -> pd.DataFrame:
+    """MLflow pyfunc entry (``mlflow.pyfunc.load_model(...).predict``, ``mlflow models serve``).
+
+    Input: a ``points`` column, one instance per row (``[[x, y], ...]``, checked as by the REST API); a
+    dict ``{"points": [[x, y], ...]}`` is one instance. Params: ``decode``, ``beam_width``, ``samples``,
+    ``polish`` (as the REST API's fields). Output: one row per instance with the REST answer's fields
+    (``tour``/``length``, ``hull``/``area`` or ``triangles``, and ``batch_size``, ``decode_ms``).
+    """
+    import pandas as pd
+
+    from modelstore.inputs import frame, no_other_params, sequence_of
+
+    option_names = ("decode", "beam_width", "samples", "polish")
+    if isinstance(model_input, dict) and _one_instance(model_input.get("points")):
+        # the single-instance body, options included as the REST API takes them
+        params = {**{k: model_input[k] for k in option_names if k in model_input}, **params}
+        model_input = {k: v for k, v in model_input.items() if k not in option_names}
+        model_input = {**model_input, "points": [model_input["points"]]}
+    no_other_params(params, option_names)
+    options = Options(**params)
+    instances = []
+    for i, value in enumerate(frame(model_input, required=["points"])["points"]):
+        cells = sequence_of(value)
+        if cells is None or (cells and not _one_instance(cells)):
+            raise ValueError(
+                f"points (row {i}) must be one instance, a list of [x, y] pairs; got {value!r:.80}"
+                " (a dict input is column-oriented: {'points': [instance, ...]})"
+            )
+        try:
+            instances.append(problems.check_points([sequence_of(p) for p in cells]))
+        except ValueError as e:
+            raise ValueError(f"points (row {i}): {e}") from None
+    return pd.DataFrame(solve_many(model, model.config.task, instances, options))
+
+
+def serving_example(model: nn.Module) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Two small instances in general position (the input example MLflow stores with the model)."""
+    import pandas as pd
+
+    square = [[0.0, 0.0], [1.0, 0.1], [0.9, 1.0], [0.1, 0.8], [0.5, 0.45]]
+    return pd.DataFrame({"points": [square, square[:4]]}), {"decode": "greedy", "beam_width": 5, "samples": 16,
+                                                              "polish": False}  # fmt: skip
+
+
+def _one_instance(points: Any) -> bool:
+    """``points`` is a list of pairs (one instance), not a list of instances."""
+    from modelstore.inputs import sequence_of
+
+    cells = sequence_of(points)
+    return cells is not None and all(
+        (pair := sequence_of(p)) is not None and all(sequence_of(x) is None for x in pair) for p in cells
     )
-    return solve_many(model, task, [points], options)[0]
