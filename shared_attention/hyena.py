@@ -22,26 +22,38 @@ from torch import Tensor, nn
 from ._checks import check_tensor
 
 
-def fft_long_conv(u: Tensor, filt: Tensor, skip: Tensor | None = None) -> Tensor:
+def filter_spectrum(filt: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``rfft(h, 2L)`` of filter taps ``[..., L]``: what :func:`fft_long_conv` multiplies by."""
+    return torch.fft.rfft(filt.to(torch.promote_types(filt.dtype, dtype)), n=2 * filt.shape[-1])
+
+
+def fft_long_conv(
+    u: Tensor, filt: Tensor | None, skip: Tensor | None = None, *, spectrum: Tensor | None = None
+) -> Tensor:
     """Causal long convolution ``y_t = Σ_{s≤t} h_s u_{t-s} + β u_t`` by FFT (computed in fp32 or wider).
 
     Args:
         u: ``[b, D, L]``.
         filt: ``[D, L]`` (or ``[b, D, L]``) filter taps, ``h_0`` first.
         skip: ``[D]`` skip weights ``β`` (None: no skip term).
+        spectrum: instead of ``filt``, its :func:`filter_spectrum` (``[D, L + 1]`` complex), computed once
+            when the same filter convolves many inputs (inference).
     Returns:
         ``[b, D, L]`` in ``u``'s dtype.
     """
     check_tensor("u", u, 3)
-    check_tensor("filt", filt, (2, 3))
     length = u.shape[-1]
-    if filt.shape[-1] != length or filt.shape[-2] != u.shape[1]:
-        raise ValueError(f"filt must be [{u.shape[1]}, {length}], got {tuple(filt.shape)}")
     dtype = torch.promote_types(u.dtype, torch.float32)
     n_fft = 2 * length
+    if spectrum is None:
+        check_tensor("filt", filt, (2, 3))
+        if filt.shape[-1] != length or filt.shape[-2] != u.shape[1]:
+            raise ValueError(f"filt must be [{u.shape[1]}, {length}], got {tuple(filt.shape)}")
+        spectrum = filter_spectrum(filt, dtype)
+    elif spectrum.shape[-1] != length + 1 or spectrum.shape[-2] != u.shape[1]:
+        raise ValueError(f"spectrum must be [{u.shape[1]}, {length + 1}], got {tuple(spectrum.shape)}")
     u_f = torch.fft.rfft(u.to(dtype), n=n_fft)
-    h_f = torch.fft.rfft(filt.to(dtype), n=n_fft)
-    y = torch.fft.irfft(u_f * h_f, n=n_fft)[..., :length]
+    y = torch.fft.irfft(u_f * spectrum, n=n_fft)[..., :length]
     if skip is not None:
         if tuple(skip.shape) != (u.shape[1],):
             raise ValueError(f"skip must have shape [{u.shape[1]}], got {tuple(skip.shape)}")
@@ -187,6 +199,7 @@ class HyenaOperator(nn.Module):
             modulation_shift=modulation_shift,
         )
         self.dropout = nn.Dropout(dropout)
+        self._spectra: dict[tuple, Tensor] = {}  # inference cache of filter_spectra
 
     def forward(self, u: Tensor, mask: Tensor | None = None) -> Tensor:
         """``u [b, L, d_model]`` → ``[b, L, d_model]``; ``mask`` (bool ``[b, L]``, True = real token)
@@ -209,10 +222,25 @@ class HyenaOperator(nn.Module):
         if keep is not None:  # ...nor the short conv's bias at padded positions through the long conv
             z = z * keep
         *gates, v = z.split(self.d_model, dim=1)
-        taps = self.filter(length).view(self.order - 1, self.d_model, length)
+        spectra = self.filter_spectra(length, u.dtype)
         skips = self.filter.skip.view(self.order - 1, self.d_model)
         for i, gate in enumerate(reversed(gates[1:])):
             v = self.dropout(v * gate)
-            v = fft_long_conv(v, taps[i], skips[i])
+            v = fft_long_conv(v, None, skips[i], spectrum=spectra[i])
         y = (v * gates[0]).transpose(1, 2)
         return self.out_proj(y)
+
+    def filter_spectra(self, length: int, dtype: torch.dtype) -> Tensor:
+        """``[order - 1, d_model, length + 1]`` spectra of the implicit filters at ``length``. The filters
+        depend on the length and the weights only, so without autograd (inference) they are computed
+        once per length and kept until a weight changes (any in-place update bumps its version)."""
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.filter.parameters()):
+            taps = self.filter(length).view(self.order - 1, self.d_model, length)
+            return filter_spectrum(taps, dtype)
+        params = list(self.filter.parameters())
+        key = (length, dtype, params[0].device, tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
+        if key not in self._spectra:
+            self._spectra.clear()  # one length at a time (at 1M tokens one entry is 1 GB)
+            taps = self.filter(length).view(self.order - 1, self.d_model, length)
+            self._spectra[key] = filter_spectrum(taps, dtype)
+        return self._spectra[key]

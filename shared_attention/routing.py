@@ -122,6 +122,7 @@ def bilevel_routing_attention(
 
     d, dv = q.shape[-1], v.shape[-1]
     chunk = max(1, _GATHER_ELEMENTS // max(1, b * heads * topk * tokens * max(d, dv)))
+    padded = not bool(valid.all())
     outs = []
     for start in range(0, n_regions, chunk):
         sel = routes[:, start : start + chunk]  # [b, c, topk]
@@ -131,13 +132,11 @@ def bilevel_routing_attention(
         k_g = k_g.gather(3, index.expand(b, heads, c, topk, tokens, d))
         v_g = vr.unsqueeze(2).expand(b, heads, c, n_regions, tokens, dv)
         v_g = v_g.gather(3, index.expand(b, heads, c, topk, tokens, dv))
-        mask = valid[sel].view(b * c, topk * tokens)
-
         out = softmax_attention(
             _by_region(qr[:, :, start : start + c]),
             _by_region(k_g),
             _by_region(v_g),
-            key_mask=mask,
+            key_mask=valid[sel].view(b * c, topk * tokens) if padded else None,  # no mask: SDPA's fast path
             scale=scale,
         )
         outs.append(out.view(b, c, heads, tokens, dv).transpose(1, 2))

@@ -104,3 +104,20 @@ def test_bad_arguments():
         sa.fft_long_conv(torch.randn(1, 2, 8), torch.randn(2, 7))
     with pytest.raises(ValueError, match="order"):
         sa.HyenaOperator(d_model=4, l_max=16, order=1)
+
+
+def test_inference_reuses_the_filter_spectrum_until_a_weight_changes():
+    op = sa.HyenaOperator(16, 64).eval()
+    u = torch.randn(2, 40, 16)
+    with torch.no_grad():
+        first = op(u)
+        cached = op.filter_spectra(40, u.dtype)
+        assert op.filter_spectra(40, u.dtype) is cached  # computed once per length
+        assert torch.equal(op(u), first)
+        op.filter.mlp[0].weight.add_(0.1)  # an in-place update (an optimizer step, load_state_dict)
+        assert op.filter_spectra(40, u.dtype) is not cached
+        changed = op(u)
+    assert not torch.allclose(changed, first)
+    with torch.enable_grad():  # training recomputes (and differentiates) the filters every call
+        assert torch.allclose(op(u), changed, atol=1e-6)
+        assert op(u).sum().requires_grad

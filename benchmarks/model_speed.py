@@ -1,0 +1,140 @@
+"""Model forward speed on the CPU against an earlier commit's code: same weights, same inputs, same run.
+
+    python -m benchmarks.model_speed [--baseline REV] [--reps 7] [--cases van_b0-1,...] [--write]
+
+Each case (a model and an input size, inference mode, one torch thread) is timed in a fresh Python
+process per code tree: this checkout and ``REV``'s (exported with ``git archive`` into a temp dir). The
+weights are this tree's seeded initialisation, saved once and loaded strictly into both, and the trees
+alternate process by process, so a load that drifts during the run hits both. The figure is the ratio
+ours / baseline of the median forward time (below 1: this code is faster). ``--write`` replaces the
+``model_speed`` section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from pipelines.common.tracking import markdown_table
+
+from .common import ROOT, provenance, write_section
+
+# name: (builder expression, input expression); both run inside the measured tree with torch imported.
+CASES = {
+    "van_b0-1": ("vision('van_b0')", "torch.randn(1, 3, 224, 224)"),
+    "van_b0-8": ("vision('van_b0')", "torch.randn(8, 3, 224, 224)"),
+    "biformer_tiny-1": ("vision('biformer_tiny')", "torch.randn(1, 3, 224, 224)"),
+    "biformer_tiny-8": ("vision('biformer_tiny')", "torch.randn(8, 3, 224, 224)"),
+    "hyena_tiny-4k": ("hyena(4096)", "tokens(4096)"),
+    "hyena_tiny-32k": ("hyena(32768)", "tokens(32768)"),
+}
+
+# Runs in the measured tree (its own services/ on sys.path); prints one JSON line.
+WORKER = """
+import json, statistics, sys, time
+import torch
+torch.set_num_threads(1)
+torch.manual_seed(0)
+
+def vision(arch):
+    import services.vision.models as vm
+    return vm.build_model(vm.VisionConfig(arch=arch, num_classes=1000, in_chans=3, img_size=224))
+
+def hyena(length):
+    from services.genomics.models import GenomicsModel, preset
+    return GenomicsModel(preset("tiny-1k", l_max=length + 2, head="lm"))
+
+def tokens(length):
+    return torch.randint(7, 11, (1, length))
+
+def run(model, x):
+    return model(x) if x.dtype != torch.long else model.hidden(x)
+
+build, make_input, weights, reps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+model = eval(build).eval()
+if weights.endswith(".new"):
+    torch.save(model.state_dict(), weights[:-4])
+else:
+    model.load_state_dict(torch.load(weights), strict=True)
+x = eval(make_input)
+times = []
+with torch.inference_mode():
+    run(model, x)  # warm-up (allocations, caches)
+    for _ in range(reps):
+        start = time.perf_counter()
+        out = run(model, x)
+        times.append(time.perf_counter() - start)
+print(json.dumps({"median_s": statistics.median(times), "checksum": float(out.double().abs().mean())}))
+"""
+
+
+def export_tree(rev: str, into: Path) -> Path:
+    """``rev``'s files (tracked, as committed) under ``into``."""
+    archive = into / "tree.tar"
+    subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), rev], cwd=ROOT, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "tree", filter="data")
+    return into / "tree"
+
+
+def time_case(tree: Path, case: str, weights: Path, reps: int) -> dict:
+    build, make_input = CASES[case]
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", WORKER, build, make_input, str(weights), str(reps)],
+                          cwd=tree, env=env, capture_output=True, text=True, timeout=1800)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"{case} in {tree} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.model_speed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default="HEAD~1", help="the commit to compare with (default HEAD~1)")
+    parser.add_argument("--reps", type=int, default=7, help="timed forwards per process (median taken)")
+    parser.add_argument("--rounds", type=int, default=2, help="processes per tree and case, alternating")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
+    parser.add_argument("--write", action="store_true", help="replace the model_speed section of RESULTS.md")
+    args = parser.parse_args(argv)
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        print(f"error: unknown cases {unknown}; known: {', '.join(CASES)}", file=sys.stderr)
+        return 2
+    rev = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = export_tree(rev, Path(tmp))
+        for i, case in enumerate(cases, 1):
+            weights = Path(tmp) / f"{case}.pt"
+            time_case(ROOT, case, Path(f"{weights}.new"), 1)  # this tree's initialisation, saved
+            ours, theirs = [], []
+            for _ in range(args.rounds):
+                ours.append(time_case(ROOT, case, weights, args.reps))
+                theirs.append(time_case(baseline, case, weights, args.reps))
+            same = abs(ours[0]["checksum"] - theirs[0]["checksum"]) <= 1e-4 * max(1e-12, abs(theirs[0]["checksum"]))
+            a, b = min(o["median_s"] for o in ours), min(t["median_s"] for t in theirs)
+            rows.append({"case": case, "ours_ms": round(a * 1e3, 1), f"{rev}_ms": round(b * 1e3, 1),
+                         "ratio": round(a / b, 3), "same_output": same})  # fmt: skip
+            print(f"[{i}/{len(cases)}] {case}: ours {a * 1e3:.1f} ms, {rev} {b * 1e3:.1f} ms, ratio {a / b:.3f}")
+    table = markdown_table(rows)
+    print(table)
+    if args.write:
+        write_section(
+            "model_speed",
+            f"## Model forward speed against earlier code (CPU, one thread)\n\n{provenance()} Baseline: `{rev}`; "
+            f"best of {args.rounds} processes per tree, each the median of {args.reps} forwards after a warm-up; "
+            "ratio = ours / baseline (below 1: faster). `python -m benchmarks.model_speed --baseline "
+            f"{rev} --write`.\n\n{table}",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
