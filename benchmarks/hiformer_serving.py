@@ -5,7 +5,7 @@ Timing does not depend on the weights, so the models are untrained, shaped like 
 preset (8 categorical fields and 2 dense ones, 10 tokens with the task token, 2 layers, 2 heads) at
 ``d = 16`` (the preset) and ``d = 64`` (a wider model, where the composite projections weigh more). Every
 ratio is against the full-rank, unpruned model measured in the same run; one thread, median of repeated
-requests (``pipelines.recommendation.request_ms``). The AUC side of the trade-off comes from trained
+requests (``pipelines.recommendation.clicks.request_ms``). The AUC side of the trade-off comes from trained
 runs (README, Recommendation).
 
     python -m benchmarks.hiformer_serving [--write] [--quick]
@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from pipelines.common.tracking import markdown_table
-from pipelines.recommendation import request_ms
+from pipelines.recommendation.clicks import request_ms
 from services.recommendation import ctr, ranking
 
 

@@ -88,11 +88,11 @@ def trained_hull(ray_cluster):
 def trained_recommenders(ray_cluster):
     """tiny-next (Markov sequences, 2 Ray Train workers) and tiny-ctr (synthetic clicks, in-process)."""
     from pipelines.common.driver import train
-    from pipelines.recommendation import RecommendationPipeline
+    from pipelines.recommendation import ClickPipeline, NextItemPipeline
 
     return {
-        "next": train(RecommendationPipeline, "tiny-next", workers=2),
-        "rank": train(RecommendationPipeline, "tiny-ctr", workers=0),
+        "next": train(NextItemPipeline, "tiny-next", workers=2),
+        "rank": train(ClickPipeline, "tiny-ctr", workers=0),
     }
 
 

@@ -112,9 +112,10 @@ def test_hiformer_learns_clicks_and_serving_variants_keep_its_scores():
 def test_low_rank_hiformer_serves_at_its_trained_rank_beside_a_full_rank_timing():
     import dataclasses
 
-    from pipelines.recommendation import PRESETS, RecommendationPipeline
+    from pipelines.recommendation import ClickPipeline
 
-    pipe = RecommendationPipeline(dataclasses.replace(PRESETS["tiny-ctr"], rank=4, test_rows=500))
+    preset = ClickPipeline.presets["tiny-ctr"]
+    pipe = ClickPipeline(dataclasses.replace(preset, model=dataclasses.replace(preset.model, rank=4), test_rows=500))
     assert pipe.registered_name == "recommend-ctr-synthetic-hiformer-rank4"  # never competes with full rank
     model = pipe.build_model().eval()
     served = model.for_serving()
