@@ -147,6 +147,17 @@ def check_alibi(alibi: Tensor | None, heads: int) -> Tensor | None:
     return alibi
 
 
+def padding_as_lengths(key_mask: Tensor | None, key_lengths: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """A key mask that is right padding (each row True then False) as key lengths, the form the fused
+    kernels take; any other mask (left padding, holes) is returned as it is."""
+    if key_mask is None or key_lengths is not None:
+        return key_mask, key_lengths
+    lengths = key_mask.sum(dim=1)
+    if torch.equal(lengths_to_mask(lengths, key_mask.shape[1]), key_mask):
+        return None, lengths
+    return key_mask, None
+
+
 def merge_padding(key_mask: Tensor | None, key_lengths: Tensor | None, n_k: int) -> Tensor | None:
     """One bool key mask from a mask and/or lengths."""
     if key_lengths is None:

@@ -24,6 +24,7 @@ from ._checks import (
     check_qkv,
     kernel_blocker,
     merge_padding,
+    padding_as_lengths,
 )
 from ._rows import rowwise_attention
 from .multihead import MultiHeadAttention
@@ -64,6 +65,7 @@ def sigmoid_attention(
     b, h, n_q, n_k, _ = check_qkv(q, k, v)
     key_mask = check_key_mask(key_mask, b, n_k)
     key_lengths = check_key_lengths(key_lengths, b, n_k)
+    key_mask, key_lengths = padding_as_lengths(key_mask, key_lengths)  # right padding reaches the kernels
     bias = check_bias(bias, b, h, n_q, n_k)
     alibi = check_alibi(alibi, h)
     kernel = use_triton(backend, "attention", q, k, v, kernel_blocker(bias=bias, key_mask=key_mask))

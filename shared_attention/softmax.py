@@ -27,6 +27,7 @@ from ._checks import (
     check_qkv,
     kernel_blocker,
     merge_padding,
+    padding_as_lengths,
     visibility,
 )
 from .multihead import MultiHeadAttention
@@ -65,6 +66,7 @@ def softmax_attention(
     b, h, n_q, n_k, _ = check_qkv(q, k, v)
     key_mask = check_key_mask(key_mask, b, n_k)
     key_lengths = check_key_lengths(key_lengths, b, n_k)
+    key_mask, key_lengths = padding_as_lengths(key_mask, key_lengths)  # right padding reaches the kernels
     bias = check_bias(bias, b, h, n_q, n_k)
     alibi = check_alibi(alibi, h)
     if not 0.0 <= dropout_p < 1.0:

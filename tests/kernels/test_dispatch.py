@@ -33,6 +33,14 @@ def test_lightning_forced_triton_equals_torch():
     assert max_rel_err(a, b) < 1e-5
 
 
+@pytest.mark.parametrize("fn", [sa.softmax_attention, sa.sigmoid_attention])
+def test_right_padding_masks_reach_the_kernels_as_lengths(fn):
+    q, k, v = _qkv()
+    right_padding = torch.arange(40).unsqueeze(0) < torch.tensor([[40], [29]])
+    fused = fn(q, k, v, key_mask=right_padding, backend="triton")
+    assert max_rel_err(fused, fn(q, k, v, key_mask=right_padding, backend="torch")) < 1e-5
+
+
 def test_environment_variable_selects_the_backend(monkeypatch):
     q, k, v = _qkv()
     calls = []
@@ -54,8 +62,9 @@ def test_environment_variable_selects_the_backend(monkeypatch):
 
 def test_forced_triton_refuses_what_the_kernels_cannot_do():
     q, k, v = _qkv()
+    left_padding = torch.arange(40).unsqueeze(0) >= torch.tensor([[0], [7]])  # not expressible as lengths
     with pytest.raises(ValueError, match="boolean key_mask"):
-        sa.softmax_attention(q, k, v, key_mask=torch.ones(2, 40, dtype=torch.bool), backend="triton")
+        sa.softmax_attention(q, k, v, key_mask=left_padding, backend="triton")
     with pytest.raises(ValueError, match="arbitrary bias"):
         sa.sigmoid_attention(q, k, v, bias=torch.zeros(1, 4, 40, 40), backend="triton")
     with pytest.raises(ValueError, match="outside the kernels' range"):
