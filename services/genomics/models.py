@@ -31,7 +31,9 @@ import shared_attention as sa
 
 from .tokenizer import BEACON, HYENA, Tokenizer
 
-ARCHS = ("hyena", "transformer", "beacon")
+ARCHS = ("hyena", "transformer", "beacon", "lightning")
+# The attention an attention arch may use, from the core's registry (first: the arch's own).
+ATTENTION = {"transformer": ("softmax", "sigmoid"), "beacon": ("softmax", "sigmoid"), "lightning": ("lightning",)}
 HEADS = ("lm", "mlm", "classify", "regress", "tag")
 
 
@@ -43,6 +45,7 @@ class GenomicsConfig:
     d_inner: int = 0  # MLP width; 0 = 4 × d_model
     l_max: int = 1026  # longest token sequence (HyenaDNA: max_length + 2)
     num_heads: int = 4  # attention models
+    attention: str = ""  # the attention archs' mechanism (see ATTENTION); "" = the arch's own
     embed_dropout: float = 0.1
     dropout: float = 0.0  # residual / hidden dropout
     attn_dropout: float = 0.0
@@ -71,6 +74,9 @@ class GenomicsConfig:
             raise ValueError("BEACON-B is bidirectional: use head 'mlm', not 'lm'")
         if self.pooling not in ("mean", "last"):
             raise ValueError(f"pooling must be 'mean' or 'last', got {self.pooling!r}")
+        if self.attention and self.attention not in ATTENTION.get(self.arch, ()):
+            choices = ATTENTION.get(self.arch, ())
+            raise ValueError(f"attention for arch {self.arch!r} must be one of {choices}, got {self.attention!r}")
         if self.head == "mlm" and self.arch != "beacon":
             raise ValueError("masked-LM pretraining is BEACON-B's; HyenaDNA and the transformer use 'lm'")
 
@@ -81,6 +87,11 @@ class GenomicsConfig:
     @property
     def causal(self) -> bool:
         return self.arch != "beacon"
+
+    @property
+    def mechanism(self) -> str:
+        """The core registry's name of the attention (attention archs only)."""
+        return self.attention or ATTENTION[self.arch][0]
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -115,6 +126,7 @@ PRESETS: dict[str, GenomicsConfig] = {
     "beacon-mini": GenomicsConfig(arch="beacon", norm="post", d_model=64, n_layer=2, num_heads=4, l_max=1026,
                                   head="mlm"),
     "transformer-1k": GenomicsConfig(arch="transformer", d_model=128, n_layer=2, num_heads=4, l_max=1026),
+    "lightning-1k": GenomicsConfig(arch="lightning", d_model=128, n_layer=2, num_heads=4, l_max=1026),
 }  # fmt: skip
 
 
@@ -162,17 +174,16 @@ class HyenaMixer(nn.Module):
 
 
 class AttentionMixer(nn.Module):
-    """Causal softmax attention with RoPE (transformer) or bidirectional with symmetric ALiBi (BEACON-B)."""
+    """The core's attention, chosen by name from its registry: causal with RoPE (transformer: softmax or
+    sigmoid), bidirectional with symmetric ALiBi (BEACON-B: softmax or sigmoid), or causal decayed linear
+    attention whose decay is the position term (lightning, the TransNormer-style blocks)."""
 
     def __init__(self, cfg: GenomicsConfig):
         super().__init__()
-        self.attn = sa.SoftmaxAttention(
-            cfg.d_model,
-            cfg.num_heads,
-            causal=cfg.causal,
-            positional="rope" if cfg.causal else "alibi",
-            attn_dropout=cfg.attn_dropout,
-        )
+        options = {"attn_dropout": cfg.attn_dropout} if cfg.mechanism == "softmax" else {}
+        positional = None if cfg.arch == "lightning" else "rope" if cfg.causal else "alibi"
+        self.attn = sa.build(cfg.mechanism, dim=cfg.d_model, num_heads=cfg.num_heads, causal=cfg.causal,
+                             positional=positional, **options)  # fmt: skip
 
     @property
     def out_proj(self) -> nn.Linear:

@@ -72,18 +72,20 @@ def _small(arch: str, **kw) -> GenomicsConfig:
     return GenomicsConfig(arch=arch, d_model=32, n_layer=2, num_heads=4, l_max=64, embed_dropout=0.0, head=head, **kw)
 
 
-@pytest.mark.parametrize("arch", ["hyena", "transformer"])
-def test_causal_models_do_not_look_ahead(arch):
-    model = build_model(_small(arch)).eval()
+@pytest.mark.parametrize("arch, attention", [("hyena", ""), ("transformer", ""), ("transformer", "sigmoid"),
+                                             ("lightning", "")])  # fmt: skip
+def test_causal_models_do_not_look_ahead(arch, attention):
+    model = build_model(_small(arch, attention=attention)).eval()
     ids, mask = HYENA.batch(["ACGTACGTAC", "ACGTACGTTT"], add_special=False)
     logits = model(ids, mask)
     assert torch.allclose(logits[0, :8], logits[1, :8], atol=1e-5)
     assert not torch.allclose(logits[0, 8:], logits[1, 8:], atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["hyena", "transformer", "beacon"])
-def test_padding_does_not_change_the_pooled_output(arch):
-    cfg = _small(arch)
+@pytest.mark.parametrize("arch, attention", [("hyena", ""), ("transformer", ""), ("beacon", ""), ("beacon", "sigmoid"),
+                                             ("lightning", "")])  # fmt: skip
+def test_padding_does_not_change_the_pooled_output(arch, attention):
+    cfg = _small(arch, attention=attention)
     model = build_model(GenomicsConfig(**{**cfg.to_dict(), "head": "classify", "num_outputs": 3})).eval()
     tok = model.tokenizer
     special = arch == "beacon"
@@ -223,3 +225,19 @@ def test_beacon_is_post_norm_as_published_and_pre_norm_stays_an_option():
     assert sum(p.numel() for p in pre.parameters()) == sum(p.numel() for p in post.parameters())
     with pytest.raises(ValueError, match="norm"):
         _small("beacon", norm="middle")
+
+
+def test_attention_comes_from_the_core_registry_by_name():
+    import shared_attention as sa
+
+    cases = [
+        ("transformer", "", sa.SoftmaxAttention),
+        ("transformer", "sigmoid", sa.SigmoidAttention),
+        ("beacon", "sigmoid", sa.SigmoidAttention),
+        ("lightning", "", sa.LightningAttention),
+    ]
+    for arch, attention, layer in cases:
+        model = build_model(_small(arch, attention=attention))
+        assert isinstance(model.blocks[0].mixer.attn, layer), (arch, attention)
+    with pytest.raises(ValueError, match="attention for arch 'lightning' must be one of"):
+        GenomicsConfig(arch="lightning", attention="softmax")
