@@ -111,13 +111,13 @@ def sweep(lengths: list[int], width: int, layers: int, budget_s: float) -> dict[
 
 def lambda_one_pass(width: int, layers: int) -> dict:
     """Embed the whole lambda genome in one forward (HyenaDNA, l_max = genome + 2)."""
-    from pipelines.genomics import LAMBDA
+    from pipelines.genomics.data import LAMBDA
     from services.genomics.sequences import read_fasta
 
     genome = read_fasta(LAMBDA)[0].sequence
     code = (
         "import json, time, torch; from services.genomics.models import GenomicsConfig, GenomicsModel; "
-        "from services.genomics.sequences import read_fasta; from pipelines.genomics import LAMBDA; "
+        "from services.genomics.sequences import read_fasta; from pipelines.genomics.data import LAMBDA; "
         "g = read_fasta(LAMBDA)[0].sequence; "
         f"m = GenomicsModel(GenomicsConfig(d_model={width}, n_layer={layers}, l_max=len(g) + 2, "
         "embed_dropout=0.0)).eval(); ids, mask = m.tokenizer.batch([g], add_special=False); "

@@ -110,6 +110,7 @@ def trained_genomics(ray_cluster):
     """tiny-lm (synthetic Markov genome), tiny-splice (UCI-like synthetic) and tiny-coding (the shipped
     chloroplast genome), each in-process and registered."""
     from pipelines.common.driver import train
-    from pipelines.genomics import GenomicsPipeline
+    from pipelines.genomics import DOMAIN
 
-    return {name: train(GenomicsPipeline, name, workers=0) for name in ("tiny-lm", "tiny-splice", "tiny-coding")}
+    names = ("tiny-lm", "tiny-splice", "tiny-coding")
+    return {name: train(DOMAIN.pipeline_class(name), name, workers=0) for name in names}

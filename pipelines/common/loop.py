@@ -122,7 +122,8 @@ def train_loop(config: dict[str, Any]) -> None:
     if distributed:
         _broadcast_model(model)
 
-    client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
+    # no run_id: an untracked in-process run (cross-validation folds, tests)
+    client = MlflowClient(config["tracking_uri"]) if rank == 0 and config.get("run_id") else None
     run_id = config["run_id"]
 
     def log_metrics(metrics: dict[str, float], step: int) -> None:

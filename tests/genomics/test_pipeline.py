@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipelines import genomics
-from pipelines.genomics import PRESETS, GenomicsPipeline, train_in_process
+from pipelines.common import cli
+from pipelines.genomics import DOMAIN, PRESETS, GenomicsPipeline, train_in_process
 from tests.learning import SEED, record
 
 
@@ -25,7 +26,7 @@ def _epoch_losses(pipeline: GenomicsPipeline, model, epoch: int) -> float:
 
 @pytest.mark.learning
 def test_tiny_lm_pretraining_learns_the_markov_source():
-    pipeline = GenomicsPipeline(dataclasses.replace(PRESETS["tiny-lm"], seed=SEED))
+    pipeline = DOMAIN.pipeline(dataclasses.replace(PRESETS["tiny-lm"], seed=SEED))
     untrained = pipeline.build_model()
     before = _epoch_losses(pipeline, untrained, 2)
     model = train_in_process(pipeline)
@@ -42,15 +43,15 @@ def test_tiny_lm_pretraining_learns_the_markov_source():
 
 
 def test_sequence_length_warmup_doubles_then_holds():
-    pipeline = GenomicsPipeline(PRESETS["tiny-lm"])  # 32 → 64 → 128, constant tokens per step
-    lengths = [pipeline._lm_length(e) for e in range(4)]
+    pipeline = DOMAIN.pipeline("tiny-lm")  # 32 → 64 → 128, constant tokens per step
+    lengths = [pipeline.window_length(e) for e in range(4)]
     assert lengths == [32, 64, 128, 128]
     batches = [next(iter(pipeline.train_batches(e, 0, 1)))[0] for e in range(3)]
     assert [len(b) * len(b[0]) for b in batches] == [PRESETS["tiny-lm"].tokens_per_step] * 3
 
 
 def test_tiny_finetune_beats_chance_on_uci_like_data():
-    pipeline = GenomicsPipeline(PRESETS["tiny-splice"])
+    pipeline = DOMAIN.pipeline("tiny-splice")
     model = train_in_process(pipeline)
     evaluation = pipeline.evaluate(model)
     assert evaluation.metrics["accuracy"] > 1 / 3 + 0.2, evaluation.metrics  # three balanced classes
@@ -60,18 +61,18 @@ def test_tiny_finetune_beats_chance_on_uci_like_data():
 
 
 def test_coding_tags_on_the_shipped_chloroplast():
-    pipeline = GenomicsPipeline(PRESETS["tiny-coding"])
+    pipeline = DOMAIN.pipeline("tiny-coding")
     n = len(pipeline.genome)
-    assert n == 154_478 and pipeline.tag_test == (int(0.75 * n), n)
-    assert pipeline.tag_train[1] <= pipeline.tag_valid[0] < pipeline.tag_valid[1] <= pipeline.tag_test[0]
+    assert n == 154_478 and pipeline.test_region == (int(0.75 * n), n)
+    assert pipeline.train_region[1] <= pipeline.valid_region[0] < pipeline.valid_region[1] <= pipeline.test_region[0]
     assert 0.4 < pipeline.tags.mean() < 0.6  # about half of the chloroplast genome codes for protein
     chunks, tags = next(iter(pipeline.train_batches(0, 0, 1)))
     assert tags.shape == (len(chunks), 128)
 
 
 def test_splits_are_stratified_and_reproducible():
-    a = GenomicsPipeline(PRESETS["quick-splice"])
-    b = GenomicsPipeline(PRESETS["quick-splice"])
+    a = DOMAIN.pipeline("quick-splice")
+    b = DOMAIN.pipeline("quick-splice")
     assert [e.sequence for e in a.test] == [e.sequence for e in b.test]
     total = len(a.train) + len(a.valid) + len(a.test)
     assert total == 3190 and abs(len(a.test) - 638) <= 3
@@ -81,10 +82,10 @@ def test_splits_are_stratified_and_reproducible():
 
 
 def test_lm_split_holds_out_the_last_tenth_of_lambda():
-    p = GenomicsPipeline(PRESETS["quick-lm"])
-    assert len(p.lm_test) == 48_514 - int(0.9 * 48_514)
-    assert len(p.lm_train) == 2 and len(p.lm_train[1]) == 154_478  # lambda's first 85% + the chloroplast
-    assert p.lm_markov_train[0].endswith(p.lm_valid)
+    p = DOMAIN.pipeline("quick-lm")
+    assert len(p.test) == 48_514 - int(0.9 * 48_514)
+    assert len(p.train) == 2 and len(p.train[1]) == 154_478  # lambda's first 85% + the chloroplast
+    assert p.markov_train[0].endswith(p.valid)
 
 
 def test_command_aliases(monkeypatch):
@@ -94,7 +95,7 @@ def test_command_aliases(monkeypatch):
         seen["argv"] = argv
         return 0
 
-    monkeypatch.setattr(genomics.cli, "main", fake_main)
+    monkeypatch.setattr(cli, "main", fake_main)
     genomics.main(["pretrain", "--fasta", "g.fa"])
     assert seen["argv"] == ["train", "--preset", "lm-lambda", "--data", "g.fa"]
     genomics.main(["finetune", "--task", "nrc", "--data", "d", "--arch", "transformer"])
@@ -105,4 +106,4 @@ def test_command_aliases(monkeypatch):
 
 def test_tasks_that_need_data_say_so():
     with pytest.raises(ValueError, match=r"nRC_train\.fasta"):
-        GenomicsPipeline(PRESETS["nrc"])
+        DOMAIN.pipeline("nrc")

@@ -1,0 +1,175 @@
+"""Sequence classification (splice junctions, promoters, ncRNA families, any labelled CSV) and its
+k-fold cross-validation.
+
+The data set is one of :data:`.data.SOURCES`; 10% of the training part (stratified, ``split_seed``) is
+held out for model selection. The evaluation sets our model beside the linear baselines fitted on the same
+training data (one-hot logistic regression where all sequences have one length, k-mer tf-idf logistic
+regression), and scores test sequences that also occur in training (nRC has some) apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipelines.common.contract import Evaluation
+from pipelines.common.progress import Progress
+from pipelines.common.tracking import confusion_figure
+from services.genomics import baselines, inference
+from services.genomics import sequences as seqs
+from services.genomics.models import GenomicsConfig, GenomicsModel
+from services.genomics.models import preset as model_preset
+
+from .common import GenomicsPipeline, GenomicsPreset, example_batches, train_in_process
+from .data import Example, classification_records, fold_records
+from .metrics import classification_metrics, model_label
+
+
+@dataclass
+class ClassifyPreset(GenomicsPreset):
+    """``model`` is the backbone: the head and its classes come from the data."""
+
+    source: str = "splice"  # the data set: a key of pipelines.genomics.data.SOURCES
+    base_dropout: float = 0.0  # each training base becomes N with this probability
+    fit_context: bool = True  # from scratch: l_max = the longest training sequence (capped at the model's)
+    max_train: int = 0  # use at most this many training examples (0 = all)
+    synthetic_size: int = 1200  # examples of the generated data set
+    split_seed: int = 0  # data splits (the training seed is ``seed``)
+    folds: int = 0  # cross-validation: deal all records into this many stratified folds (0 = the data's split)
+    fold: int = 0  # ... and hold this one out as the test
+
+
+def hyena(task: str, **changes: Any) -> GenomicsConfig:
+    return model_preset("tiny-1k", task=task, **changes)
+
+
+# fmt: off
+PRESETS: dict[str, ClassifyPreset] = {p.name: p for p in (
+    ClassifyPreset(name="tiny-splice", about="tests: generated UCI-like splice 60-mers, seconds",
+                   source="synthetic-splice", model=hyena("synthetic-splice", dropout=0.0), synthetic_size=900,
+                   epochs=3, batch_size=32, lr=3e-3, log_every=4),
+    ClassifyPreset(name="quick-splice", about="make up: UCI splice junctions (shipped), a minute or two",
+                   model=hyena("splice", dropout=0.2, pooling="last", filter_emb_dim=33), epochs=8, batch_size=64,
+                   lr=2e-3, weight_decay=0.1, workers=1, cpus_per_worker=1),
+    ClassifyPreset(name="splice", about="the README's UCI splice junctions (EI / IE / N) with HyenaDNA tiny-1k",
+                   model=hyena("splice", dropout=0.2, pooling="last", filter_emb_dim=33), epochs=40, batch_size=64,
+                   lr=1e-3, weight_decay=0.1, warmup_steps=100, patience=12, base_dropout=0.1, workers=1,
+                   cpus_per_worker=1),
+    ClassifyPreset(name="promoters", about="UCI E. coli promoters (shipped, 106 sequences)", source="promoters",
+                   model=hyena("promoters", dropout=0.1), epochs=40, batch_size=16, lr=1e-3, weight_decay=0.1,
+                   patience=10),
+    ClassifyPreset(name="nrc", about="nRC ncRNA families with BEACON-B (small); needs --data", source="nrc",
+                   model=model_preset("beacon-small", task="nrc", dropout=0.1), epochs=30, batch_size=32, lr=1e-3,
+                   weight_decay=0.01, warmup_steps=200, patience=6, workers=1, cpus_per_worker=2),
+    ClassifyPreset(name="nrc-hyena", about="nRC ncRNA families with HyenaDNA tiny-1k; needs --data", source="nrc",
+                   model=hyena("nrc", dropout=0.1, pooling="last", filter_emb_dim=33), epochs=30, batch_size=32,
+                   lr=1e-3, weight_decay=0.1, warmup_steps=200, patience=6, workers=1, cpus_per_worker=2),
+    ClassifyPreset(name="csv", about="any labelled CSV (seq,label) or GenomicBenchmarks folder; needs --data",
+                   source="csv", model=hyena("csv", dropout=0.1), epochs=20, batch_size=32, lr=1e-3,
+                   weight_decay=0.1, patience=5),
+)}
+# fmt: on
+
+
+class ClassifyPipeline(GenomicsPipeline):
+    presets = PRESETS
+
+    preset: ClassifyPreset
+
+    def load_data(self) -> None:
+        p = self.preset
+        train, test = classification_records(p.source, self.data, seed=p.split_seed, synthetic_size=p.synthetic_size)
+        if p.folds:
+            train, test = fold_records(train + test, p.folds, p.fold, p.split_seed)
+        self.labels = sorted({r.label for r in train})
+        index = {label: i for i, label in enumerate(self.labels)}
+        unknown = {r.label for r in test} - set(index)
+        if unknown:
+            raise ValueError(f"test labels {sorted(unknown)} do not occur in the training data")
+        train_ex = [Example(r.sequence, index[r.label]) for r in train]
+        self.test = [Example(r.sequence, index[r.label]) for r in test]
+        fit, valid = seqs.stratified_split([e.label for e in train_ex], test_fraction=0.1, seed=p.split_seed)
+        self.train = [train_ex[i] for i in fit]
+        self.valid = [train_ex[i] for i in valid]
+        if p.max_train:
+            self.train = self.train[: p.max_train]
+
+    def own_config(self) -> GenomicsConfig:
+        cfg = dataclasses.replace(self.preset.model, head="classify", num_outputs=len(self.labels),
+                                  labels=list(self.labels))  # fmt: skip
+        if self.preset.fit_context:
+            # Hyena's implicit filters span l_max: sized to the data, a 60-nt task gets filters that
+            # resolve single positions instead of the first 6% of a 1k-long filter
+            longest = max(len(e.sequence) for e in self.train) + cfg.tokenizer.special_count()
+            cfg = dataclasses.replace(cfg, l_max=min(cfg.l_max, longest))
+        return cfg
+
+    # ------------------------------------------------------------------------------------- training
+    def steps_per_epoch(self, world_size: int) -> int:
+        return max(1, -(-len(self.train) // (self.preset.batch_size * world_size)))
+
+    def train_batches(self, epoch: int, rank: int, world_size: int) -> Iterator[tuple[list[str], torch.Tensor]]:
+        return example_batches(self, self.train, epoch, rank, world_size, base_dropout=self.preset.base_dropout)
+
+    def batch_loss(self, model: GenomicsModel, batch: tuple[list[str], torch.Tensor]) -> dict[str, Any]:
+        chunks, targets = batch
+        ids, mask = model.tokenizer.batch(chunks, add_special=model.config.arch == "beacon")
+        logits = model(ids, mask)
+        loss = F.cross_entropy(logits, targets)
+        return {"loss": loss, "accuracy": float((logits.argmax(-1) == targets).float().mean())}
+
+    def validate(self, model: GenomicsModel) -> dict[str, float]:
+        probs = inference.class_probabilities(model, [e.sequence for e in self.valid]).values
+        accuracy = float((np.argmax(probs, 1) == [e.label for e in self.valid]).mean())
+        return {"accuracy": accuracy, "score": accuracy}
+
+    # ------------------------------------------------------------------------------------- evaluation
+    def evaluate(self, model: GenomicsModel) -> Evaluation:
+        test_x = [e.sequence for e in self.test]
+        y = np.array([e.label for e in self.test])
+        probs = np.stack(inference.class_probabilities(model, test_x).values)
+        # test sequences that also occur in the training data (nRC has 347 of 2,600) are scored apart too
+        seen = {e.sequence for e in self.train + self.valid}
+        novel = np.array([s not in seen for s in test_x])
+        ours = classification_metrics(y, probs, novel)
+        table = [{"model": model_label(self.preset.model), **ours}]
+        for name, baseline_probs in self.baseline_probabilities().items():
+            table.append({"model": name, **classification_metrics(y, baseline_probs, novel)})
+        metrics = {**ours, **{f"baseline_{r['model'].split(' ')[0]}_accuracy": r["accuracy"] for r in table[1:]}}
+        figures = {"confusion_matrix.png": confusion_figure(y, probs.argmax(1), self.labels)}
+        return Evaluation(metrics, "accuracy", True, table, figures)
+
+    def baseline_probabilities(self) -> dict[str, np.ndarray]:
+        """The linear baselines, fitted on the training and validation parts."""
+        train = self.train + self.valid
+        x, y = [e.sequence for e in train], [e.label for e in train]
+        test = [e.sequence for e in self.test]
+        out = {}
+        if len({len(s) for s in x + test}) == 1:
+            out["one-hot logistic"] = baselines.onehot_logistic(x, y, test)
+        out["k-mer (1-5) tf-idf logistic"] = baselines.kmer_tfidf_logistic(x, y, test)
+        return out
+
+
+def crossval(preset: GenomicsPreset, data: str | None, folds: int) -> list[dict[str, Any]]:
+    """k-fold cross-validation of a classification preset: each fold trained in-process on the harness's
+    loop (no registry), then our model and the linear baselines on the same folds. Returns one row per fold
+    and model."""
+    if not isinstance(preset, ClassifyPreset):
+        raise ValueError(f"crossval needs a classification preset, got {preset.name!r} ({type(preset).__name__})")
+    rows = []
+    progress = Progress(folds, f"genomics/crossval {preset.name}", every_s=15)
+    for fold in range(folds):
+        pipeline = ClassifyPipeline(dataclasses.replace(preset, folds=folds, fold=fold), data)
+        evaluation = pipeline.evaluate(train_in_process(pipeline))
+        for row in evaluation.table:
+            rows.append({"fold": fold, **{k: row[k] for k in ("model", "accuracy", "macro_f1")}})
+        progress.update(fold=fold, accuracy=evaluation.metrics["accuracy"])
+    progress.close()
+    return rows

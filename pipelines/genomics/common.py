@@ -1,0 +1,258 @@
+"""What the four genomics pipelines share: the preset fields every task has (the model's own config nested,
+a registered model to start from, early stopping, a weight average), identity and model building, the
+end-of-epoch validation with :class:`BestEpoch`, batches of labelled sequences, and training in-process
+on the harness's loop."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tempfile
+from abc import abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipelines.common.contract import BestEpoch, Pipeline, TrainPreset
+from services.genomics.models import GenomicsConfig, GenomicsModel
+from services.genomics.models import preset as model_preset
+from services.genomics.tokenizer import reverse_complement
+
+from .data import Example
+
+# What fine-tuning takes from this pipeline when the backbone comes from a registered model (--init)
+HEAD_FIELDS = ("head", "num_outputs", "labels", "task", "rc_average", "pooling")
+# What a preset decides beyond the architecture, kept when --model swaps in another named model
+TASK_FIELDS = ("dropout", "filter_emb_dim", "pooling", "rc_average", "task")
+WINDOW_SLACK = 2  # HyenaDNA sizes l_max as the window + 2 (its [CLS] ... [SEP] convention)
+
+
+@dataclass
+class GenomicsPreset(TrainPreset):
+    """``model`` is the whole model config: ``task`` names the registered model (``genomics-<task>-<arch>``)
+    and the service's task, ``rc_average`` also turns on reverse-complement augmentation in training."""
+
+    model: GenomicsConfig = field(default_factory=lambda: model_preset("tiny-1k"))
+    init: str = ""  # registered model whose backbone starts fine-tuning ("" = from scratch)
+    patience: int = 0  # stop after this many epochs without a better validation score (0 = never)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept (0 = off)
+
+
+class GenomicsPipeline(Pipeline):
+    """One task's pipeline; subclasses load their data, batch it, take a loss step, validate and evaluate."""
+
+    domain = "genomics"
+    builder = "services.genomics.models:build_model"
+    predict = "services.genomics.pyfunc:predict"
+    kept_on_model_swap: ClassVar[tuple[str, ...]] = TASK_FIELDS
+
+    preset: GenomicsPreset
+
+    def __init__(self, preset: GenomicsPreset, data: str | None = None):
+        super().__init__(preset, data)
+        self.best = BestEpoch(preset.patience)
+        self.ema: dict[str, torch.Tensor] | None = None
+        self.load_data()
+
+    @classmethod
+    def adjusted(cls, preset: GenomicsPreset, *, arch: str | None = None, model: str | None = None,
+                 init: str | None = None, dataset: str | None = None) -> GenomicsPreset:  # fmt: skip
+        """The command line's ``--model`` (another named model, this task's fields kept), ``--arch``,
+        ``--dataset`` (the name's tag) and ``--init`` applied to ``preset``."""
+        cfg = preset.model
+        if model:
+            cfg = dataclasses.replace(model_preset(model), **{f: getattr(cfg, f) for f in cls.kept_on_model_swap})
+        if arch:
+            cfg = dataclasses.replace(cfg, arch=arch)
+        if dataset:
+            cfg = dataclasses.replace(cfg, task=dataset)
+        changes: dict[str, Any] = {"model": cfg} if cfg != preset.model else {}
+        if init:
+            changes["init"] = init
+        return dataclasses.replace(preset, **changes) if changes else preset
+
+    # ------------------------------------------------------------------------------------- identity
+    @property
+    def arch(self) -> str:
+        return self.preset.model.arch
+
+    @property
+    def registered_name(self) -> str:
+        return f"genomics-{self.preset.model.task}-{self.arch}"
+
+    def own_config(self) -> GenomicsConfig:
+        """The model this preset trains from scratch (classification adds what only the data says)."""
+        return self.preset.model
+
+    def model_config(self) -> dict[str, Any]:
+        own = self.own_config()
+        if not self.preset.init:
+            return own.to_dict()
+        from modelstore.registry import read_registered_config, resolve_version
+
+        init = self.preset.init
+        registered = GenomicsConfig(**read_registered_config(init, resolve_version(init).version))
+        return dataclasses.replace(registered, **{f: getattr(own, f) for f in HEAD_FIELDS}).to_dict()
+
+    def build_model(self) -> nn.Module:
+        cfg = GenomicsConfig(**self.model_config())
+        if not self.preset.init:
+            return GenomicsModel(cfg)
+        from modelstore.registry import load_registered
+
+        pretrained, _ = load_registered(self.preset.init)
+        model = pretrained.with_head(
+            cfg.head, cfg.num_outputs, cfg.labels, cfg.task, rc_average=cfg.rc_average, pooling=cfg.pooling
+        )
+        if model.config != cfg:
+            raise ValueError(f"the model built from {self.preset.init} does not match its config")
+        return model
+
+    def max_bases(self) -> int:
+        return GenomicsConfig(**self.model_config()).max_bases
+
+    @property
+    def rc_augment(self) -> bool:
+        return self.preset.model.rc_average
+
+    # ------------------------------------------------------------------------------------- the task's part
+    @abstractmethod
+    def load_data(self) -> None:
+        """Read and split this task's data (``self.data`` or the shipped default)."""
+
+    @abstractmethod
+    def batch_loss(self, model: GenomicsModel, batch: Any) -> dict[str, Any]:
+        """``{"loss": tensor, **scalar metrics}`` of one batch."""
+
+    @abstractmethod
+    def validate(self, model: GenomicsModel) -> dict[str, float]:
+        """Validation metrics and ``score`` (higher is better) for model selection."""
+
+    # ------------------------------------------------------------------------------------- training
+    def train_step(self, model: nn.Module, batch: Any) -> dict[str, Any]:
+        if self.preset.ema:
+            self._update_ema(model)
+        return self.batch_loss(model, batch)
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        current = None
+        if self.ema is not None:  # validate (and keep) the averaged weights
+            self._update_ema(model)
+            current = copy.deepcopy(model.state_dict())
+            model.load_state_dict(self.ema)
+        result = self.validate(model)
+        self.best.update(result.pop("score"), epoch, model)
+        if current is not None:
+            model.load_state_dict(current)
+        return {**{f"val/{k}": v for k, v in result.items()}, "val/best_epoch": float(self.best.best_epoch)}
+
+    @torch.no_grad()
+    def _update_ema(self, model: nn.Module) -> None:
+        """Fold the weights of the last optimizer step into the average (called before each step's forward,
+        so it trails the model by one step; every worker holds the same weights, hence the same average)."""
+        state = model.state_dict()
+        if self.ema is None:
+            self.ema = {k: v.detach().clone() for k, v in state.items()}
+            return
+        for k, v in state.items():
+            if v.dtype.is_floating_point:
+                self.ema[k].lerp_(v, 1.0 - self.preset.ema)
+            else:
+                self.ema[k].copy_(v)
+
+    def should_stop(self) -> bool:
+        return self.best.should_stop()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.best.state_dict(), "ema": self.ema}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best.load_state_dict(state)
+        self.ema = state.get("ema")
+
+    def finalize(self, model: nn.Module) -> None:
+        self.best.restore(model)
+
+
+def example_batches(pipeline: GenomicsPipeline, examples: list[Example], epoch: int, rank: int, world_size: int,
+                    base_dropout: float = 0.0) -> Iterator[tuple[list[str], torch.Tensor]]:  # fmt: skip
+    """This worker's ``steps_per_epoch`` batches of labelled sequences: shuffled, bucketed by length (each
+    pool of 50 batches sorted so a batch pads little), long sequences cropped at random to the model's
+    context, optionally reverse-complemented and with bases dropped to N."""
+    p = pipeline.preset
+    rng = np.random.default_rng([p.seed, epoch, rank])
+    order = np.random.default_rng([p.seed, epoch]).permutation(len(examples))[rank::world_size]
+    pool = p.batch_size * 50
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: len(examples[i].sequence))
+        batches += [chunk[i : i + p.batch_size] for i in range(0, len(chunk), p.batch_size)]
+    rng.shuffle(batches)
+    steps = pipeline.steps_per_epoch(world_size)
+    batches = batches[:steps]
+    while len(batches) < steps:  # shards differ by a batch: keep workers in step
+        batches.append(batches[0])
+    model_max = pipeline.max_bases()
+    for idx in batches:
+        chosen = []
+        for i in idx:
+            s = examples[i].sequence
+            if len(s) > model_max:  # training crops long sequences at random; evaluation uses windows
+                start = int(rng.integers(0, len(s) - model_max + 1))
+                s = s[start : start + model_max]
+            if pipeline.rc_augment and rng.random() < 0.5:
+                s = reverse_complement(s)
+            if base_dropout:
+                hidden = rng.random(len(s)) < base_dropout
+                s = "".join("N" if h else c for c, h in zip(s, hidden))
+            chosen.append(s)
+        yield chosen, torch.tensor([examples[i].label for i in idx])
+
+
+def train_in_process(pipeline: Pipeline) -> nn.Module:
+    """Train ``pipeline`` on the harness's loop (:func:`pipelines.common.loop.train_loop`) in this process:
+    Ray Train's local mode (no cluster), checkpoints in a temporary folder, no MLflow run and no
+    registration (cross-validation folds, tests). Returns the final model as the driver would evaluate it
+    (the best epoch restored); ``pipeline`` gets the run's state (best epoch, weight average)."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.common.driver import qualified_name
+    from pipelines.common.loop import train_loop
+    from pipelines.common.storage import Storage
+
+    run_name = f"{pipeline.domain}-{pipeline.preset.name}-in-process"
+    with tempfile.TemporaryDirectory(prefix="genomics-train-") as folder:
+        store = Storage.from_uri(folder)
+        config = {
+            "pipeline": qualified_name(type(pipeline)),
+            "preset": pipeline.preset.to_dict(),
+            "preset_class": qualified_name(type(pipeline.preset)),
+            "data": pipeline.data,
+            "run_id": None,  # nothing tracked
+            "run_name": run_name,
+            "storage_uri": store.uri,
+            "local": True,
+            "tracking_uri": None,
+            "threads": torch.get_num_threads(),
+            "fail_at_epoch": None,
+        }
+        TorchTrainer(
+            train_loop,
+            train_loop_config=config,
+            scaling_config=ScalingConfig(num_workers=0),
+            run_config=RunConfig(name=run_name, **store.ray_train_storage()),
+        ).fit()
+        state = store.latest_state(run_name)
+    if state is None:
+        raise RuntimeError(f"training {run_name} in-process finished without a checkpoint")
+    model = pipeline.build_model()
+    model.load_state_dict(state["model"])
+    pipeline.load_state_dict(state["pipeline"])
+    pipeline.finalize(model)
+    model.eval()
+    return model
