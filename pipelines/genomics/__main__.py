@@ -28,6 +28,7 @@ import numpy as np
 
 from pipelines.common import cli
 from pipelines.common.tracking import markdown_table
+from services.genomics.models import ARCHS
 
 from .classify import crossval
 from .common import GenomicsPreset
@@ -60,7 +61,7 @@ def rewrite(argv: list[str]) -> list[str]:
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", choices=("hyena", "transformer", "beacon"), help="replace the architecture")
+    parser.add_argument("--arch", choices=ARCHS, help="replace the architecture")
     parser.add_argument("--model", help="a services.genomics.models preset (tiny-1k, beacon-small, ...)")
     parser.add_argument("--init", help="registered model whose backbone starts fine-tuning")
     parser.add_argument("--dataset", help="tag for the registered name (default: the task)")
