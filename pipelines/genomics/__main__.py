@@ -28,11 +28,13 @@ import numpy as np
 
 from pipelines.common import cli
 from pipelines.common.tracking import markdown_table
-from services.genomics.models import ARCHS
+from services.genomics.models import ARCHS, ATTENTION
 
 from .classify import crossval
 from .common import GenomicsPreset
 from .domain import DOMAIN
+
+ATTENTION_NAMES = sorted({name for names in ATTENTION.values() for name in names})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,10 +67,13 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="a services.genomics.models preset (tiny-1k, beacon-small, ...)")
     parser.add_argument("--init", help="registered model whose backbone starts fine-tuning")
     parser.add_argument("--dataset", help="tag for the registered name (default: the task)")
+    parser.add_argument("--attention", choices=ATTENTION_NAMES,
+                        help="the attention archs' mechanism from the core's registry (transformer, beacon: "
+                             "softmax or sigmoid)")  # fmt: skip
 
 
 def _adjust(preset: GenomicsPreset, args: argparse.Namespace) -> GenomicsPreset:
-    options = {k: getattr(args, k, None) for k in ("arch", "model", "init", "dataset")}
+    options = {k: getattr(args, k, None) for k in ("arch", "model", "init", "dataset", "attention")}
     return DOMAIN.pipeline_class(preset.name).adjusted(preset, **options)
 
 

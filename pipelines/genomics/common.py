@@ -60,14 +60,18 @@ class GenomicsPipeline(Pipeline):
 
     @classmethod
     def adjusted(cls, preset: GenomicsPreset, *, arch: str | None = None, model: str | None = None,
-                 init: str | None = None, dataset: str | None = None) -> GenomicsPreset:  # fmt: skip
+                 init: str | None = None, dataset: str | None = None,
+                 attention: str | None = None) -> GenomicsPreset:  # fmt: skip
         """The command line's ``--model`` (another named model, this task's fields kept), ``--arch``,
-        ``--dataset`` (the name's tag) and ``--init`` applied to ``preset``."""
+        ``--attention`` (the attention archs' mechanism), ``--dataset`` (the name's tag) and ``--init``
+        applied to ``preset``."""
         cfg = preset.model
         if model:
             cfg = dataclasses.replace(model_preset(model), **{f: getattr(cfg, f) for f in cls.kept_on_model_swap})
         if arch:
             cfg = dataclasses.replace(cfg, arch=arch)
+        if attention:
+            cfg = dataclasses.replace(cfg, attention=attention)
         if dataset:
             cfg = dataclasses.replace(cfg, task=dataset)
         changes: dict[str, Any] = {"model": cfg} if cfg != preset.model else {}
@@ -82,7 +86,9 @@ class GenomicsPipeline(Pipeline):
 
     @property
     def registered_name(self) -> str:
-        return f"genomics-{self.preset.model.task}-{self.arch}"
+        model = self.preset.model
+        attention = f"-{model.attention}" if model.attention and model.attention != model.mechanism_default else ""
+        return f"genomics-{model.task}-{self.arch}{attention}"
 
     def own_config(self) -> GenomicsConfig:
         """The model this preset trains from scratch (classification adds what only the data says)."""

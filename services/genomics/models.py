@@ -91,7 +91,12 @@ class GenomicsConfig:
     @property
     def mechanism(self) -> str:
         """The core registry's name of the attention (attention archs only)."""
-        return self.attention or ATTENTION[self.arch][0]
+        return self.attention or self.mechanism_default
+
+    @property
+    def mechanism_default(self) -> str:
+        """The arch's own attention ("" for Hyena, which has none)."""
+        return ATTENTION[self.arch][0] if self.arch in ATTENTION else ""
 
     @property
     def tokenizer(self) -> Tokenizer:
