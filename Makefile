@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up down test lint bench venv clean fuzz learning-spread train
+.PHONY: up down test lint bench venv clean fuzz learning-spread train browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (torch 2.14.1 wheels on disk are cp311)"'
@@ -21,8 +21,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The browser tests (tests/services/test_pages.py) drive Debian's chromium through Playwright; Playwright's
+# own browser download (`playwright install`) needs a CDN, so the system package is installed instead.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (Debian) for the browser tests"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null'; }
+
 # pytest exits non-zero (5) when it collects no tests, so an empty run fails too.
-test: lint
+test: lint browser
 	$(PY) -m pytest
 
 # schemathesis against every app `make up` serves, minutes per app (the tests run it with a small budget).

@@ -86,6 +86,7 @@ done
 say "everything is up"
 cat <<EOF
 
+  Studio (a page per app)  $BASE/studio/   (pointer, vision, genomics, recommend)
   Pointer solver API docs  $BASE/pointer/docs
   Recommendation API docs  $BASE/recommend/docs
   Vision API docs          $BASE/vision/docs

@@ -12,8 +12,9 @@ from modelstore.artifacts import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-# domain app -> route prefix, as the README and issues define them
-ROUTES = {"pointer": "/pointer", "recommend": "/recommend", "vision": "/vision", "genomics": "/genomics"}
+# app -> route prefix, as the README and issues define them (the studio: a page per domain app)
+ROUTES = {"pointer": "/pointer", "recommend": "/recommend", "vision": "/vision", "genomics": "/genomics",
+          "studio": "/studio"}  # fmt: skip
 PIPELINES = {"pointer", "recommendation", "vision", "genomics"}  # each needs a RayJob manifest
 
 
