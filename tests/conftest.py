@@ -70,18 +70,18 @@ def ray_cluster(suite_env):
 def trained_tsp(ray_cluster):
     """tiny-tsp on 2 Ray Train workers, with the last worker killed once after the first epoch."""
     from pipelines.common.driver import train
-    from pipelines.pointer import PointerPipeline
+    from pipelines.pointer import ReinforcePipeline
 
-    return train(PointerPipeline, "tiny-tsp", workers=2, fail_at_epoch=0)
+    return train(ReinforcePipeline, "tiny-tsp", workers=2, fail_at_epoch=0)
 
 
 @pytest.fixture(scope="session")
 def trained_hull(ray_cluster):
     """tiny-hull trained in-process (Ray Train local mode) and registered."""
     from pipelines.common.driver import train
-    from pipelines.pointer import PointerPipeline
+    from pipelines.pointer import SupervisedPipeline
 
-    return train(PointerPipeline, "tiny-hull", workers=0)
+    return train(SupervisedPipeline, "tiny-hull", workers=0)
 
 
 @pytest.fixture(scope="session")
@@ -100,9 +100,9 @@ def trained_recommenders(ray_cluster):
 def trained_vision(ray_cluster):
     """tiny-van on scikit-learn's digits, in-process, registered as vision-van-digits."""
     from pipelines.common.driver import train
-    from pipelines.vision import VisionPipeline
+    from pipelines.vision import ClassifyPipeline
 
-    return train(VisionPipeline, "tiny-van", workers=0)
+    return train(ClassifyPipeline, "tiny-van", workers=0)
 
 
 @pytest.fixture(scope="session")

@@ -94,9 +94,9 @@ def test_killed_job_on_two_nodes_resumes_from_object_store_checkpoints(s3_bucket
     driver = (
         "import dataclasses, json\n"
         "from pipelines.common.driver import train\n"
-        "from pipelines.pointer import PRESETS, PointerPipeline\n"
+        "from pipelines.pointer import PRESETS, ReinforcePipeline\n"
         "preset = dataclasses.replace(PRESETS['tiny-tsp'], name='s3-tsp', epochs=3, cpus_per_worker=1)\n"
-        "out = train(PointerPipeline, preset, workers=2, fail_at_epoch=0, promote=False)\n"
+        "out = train(ReinforcePipeline, preset, workers=2, fail_at_epoch=0, promote=False)\n"
         "import ray\n"
         "nodes = sum(1 for n in ray.nodes() if n['Alive'])\n"
         "print('OUTCOME', json.dumps({'epochs': out.epochs_completed, 'run': out.run_name, 'nodes': nodes}))\n"

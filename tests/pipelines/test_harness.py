@@ -13,7 +13,7 @@ from modelstore import registry
 from pipelines.common.driver import finish_run, train
 from pipelines.common.loop import FAULT_MARKER
 from pipelines.common.tracking import storage
-from pipelines.pointer import PRESETS, PointerPipeline, registered_name
+from pipelines.pointer import PRESETS, ReinforcePipeline, SupervisedPipeline, registered_name
 
 
 def test_killed_worker_resumes_and_finishes_every_epoch(trained_tsp):
@@ -42,7 +42,7 @@ def test_run_is_logged_registered_and_promoted(trained_tsp):
 
 def test_worse_model_is_registered_but_not_promoted(trained_tsp):
     """A model with zeroed weights points at the first allowed city every step: a much longer tour."""
-    pipeline = PointerPipeline(PRESETS["tiny-tsp"])
+    pipeline = ReinforcePipeline(PRESETS["tiny-tsp"])
     model = pipeline.build_model()
     with torch.no_grad():
         for p in model.parameters():
@@ -65,9 +65,9 @@ def test_worse_model_is_registered_but_not_promoted(trained_tsp):
 
 def test_resume_continues_a_run_from_its_last_checkpoint(ray_cluster):
     one_epoch = dataclasses.replace(PRESETS["tiny-hull"], name="resume-hull", epochs=1)
-    first = train(PointerPipeline, one_epoch, workers=0)
+    first = train(SupervisedPipeline, one_epoch, workers=0)
     assert first.epochs_completed == 1
-    second = train(PointerPipeline, dataclasses.replace(one_epoch, epochs=3), workers=0, resume=True)
+    second = train(SupervisedPipeline, dataclasses.replace(one_epoch, epochs=3), workers=0, resume=True)
     assert second.run_id == first.run_id and second.run_name == first.run_name
     assert second.epochs_completed == 3
     history = MlflowClient().get_metric_history(first.run_id, "train/epoch_loss")
@@ -79,14 +79,14 @@ def test_resume_continues_a_run_from_its_last_checkpoint(ray_cluster):
 def test_resume_without_a_run_fails_clearly(ray_cluster):
     preset = dataclasses.replace(PRESETS["tiny-hull"], name="never-ran")
     with pytest.raises(FileNotFoundError, match="no run to resume"):
-        train(PointerPipeline, preset, resume=True)
+        train(SupervisedPipeline, preset, resume=True)
 
 
 def test_a_job_whose_cpus_cannot_be_had_fails_fast_naming_them(ray_cluster):
     from pipelines.common.driver import wait_for_cpus
 
     with pytest.raises(RuntimeError, match=r"3 worker\(s\) × 1 CPU = 3 CPUs; the cluster has 2 CPUs"):
-        train(PointerPipeline, dataclasses.replace(PRESETS["tiny-tsp"], cpus_per_worker=1), workers=3)
+        train(ReinforcePipeline, dataclasses.replace(PRESETS["tiny-tsp"], cpus_per_worker=1), workers=3)
 
     import ray
 

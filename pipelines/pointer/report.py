@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from pipelines.common.tracking import markdown_table, set_experiment
-from pipelines.pointer import evaluate_decode, registered_name, summarise, test_set
 from services.pointer import data as pdata
 from services.pointer import problems, tsplib
 from services.pointer.solver import Options, solve_many
+
+from .base import registered_name
+from .scoring import PROBLEMS, evaluate_decode, test_set
 
 log = logging.getLogger("attention_suite.pointer.report")
 
@@ -58,18 +60,7 @@ def _label(options: Options) -> str:
 
 def _row(task: str, kind: str, version: str, n: int, options: Options, summary: dict[str, float], ms: float) -> dict:
     row: dict[str, Any] = {"model": f"{kind} v{version}", "n": n, "decode": _label(options)}
-    if task == "tsp":
-        row.update({"length": summary["length"], "reference": summary["optimal"], "gap %": summary["gap_pct"]})
-    elif task == "convex_hull":
-        row.update(
-            {
-                "accuracy %": 100 * summary["accuracy"],
-                "area %": 100 * summary["area_coverage"],
-                "valid %": 100 * summary["valid"],
-            }
-        )
-    else:
-        row.update({"accuracy %": 100 * summary["accuracy"], "triangles %": 100 * summary["triangle_coverage"]})
+    row.update(PROBLEMS[task].columns(summary))
     row["paper (Ptr-Net)"] = PAPER.get((task, n), "")
     row["ms / instance"] = ms
     return row
@@ -80,6 +71,7 @@ def model_tables(size: int) -> dict[str, list[dict[str, Any]]]:
 
     tables: dict[str, list[dict[str, Any]]] = {task: [] for task in SIZES}
     for task, sizes in SIZES.items():
+        scorer = PROBLEMS[task]
         for kind in ("ptrnet", "attention"):
             name = registered_name(task, kind)
             try:
@@ -92,9 +84,9 @@ def model_tables(size: int) -> dict[str, list[dict[str, Any]]]:
                 for options in DECODES[task]:
                     count = size if options.decode == "greedy" else min(size, 500)
                     start = time.perf_counter()
-                    rows = evaluate_decode(model, task, points[:count], references[:count], options)
+                    rows = evaluate_decode(model, scorer, points[:count], references[:count], options)
                     ms = (time.perf_counter() - start) * 1e3 / count
-                    tables[task].append(_row(task, kind, info.version, n, options, summarise(task, rows), ms))
+                    tables[task].append(_row(task, kind, info.version, n, options, scorer.summarise(rows), ms))
                     log.info("%s n=%d %s: %s", name, n, _label(options), tables[task][-1])
     return tables
 
@@ -104,6 +96,7 @@ def paper_hull_table(path: Path) -> list[dict[str, Any]]:
     from modelstore import registry
 
     points, hulls = pdata.read_hull_file(path)
+    scorer = PROBLEMS["convex_hull"]
     rows = []
     for kind in ("ptrnet", "attention"):
         try:
@@ -111,8 +104,7 @@ def paper_hull_table(path: Path) -> list[dict[str, Any]]:
         except LookupError:
             continue
         for options in DECODES["convex_hull"]:
-            scored = evaluate_decode(model, "convex_hull", points, hulls, options)
-            summary = summarise("convex_hull", scored)
+            summary = scorer.summarise(evaluate_decode(model, scorer, points, hulls, options))
             rows.append(
                 {
                     "model": f"{kind} v{info.version}",
@@ -178,6 +170,13 @@ def reference_check(count: int = 50, n: int = 20) -> dict[str, float]:
         # points are float32 values, so equal tours differ in length by ~1e-7 relative
         "optimal_share_pct": 100 * float(np.mean(np.abs(gaps) < 1e-6)),
     }
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The ``report`` command's arguments."""
+    parser.add_argument("--data", help="folder with convex_hull_5_test.txt and tsplib/ (optional)")
+    parser.add_argument("--size", type=int, default=1000, help="test instances per (task, n)")
+    parser.add_argument("--out", default=None, help="also write the markdown tables to this file")
 
 
 def run_report(args: argparse.Namespace) -> int:
