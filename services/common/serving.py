@@ -1,21 +1,17 @@
-"""Ray Serve building blocks every domain app uses.
+"""The model deployment's side of every domain app (the ingress's side is :mod:`.ingress`).
 
 * :class:`ModelServer` — the model deployment's base: loads registered models from MLflow
-  (``models:/<name>@champion`` unless a version is pinned) when the replica starts, reloads when its
+  (``models:/<name>@champion`` unless a version is pinned) when the replica starts (or, with
+  ``on_demand``, on a model's first request: apps that multiplex models), reloads when its
   ``user_config`` names another version, and batches requests with ``@serve.batch``. A domain only
-  implements :meth:`ModelServer.process_batch`.
-* :func:`create_app` — a FastAPI app with the suite's error shape, a request body limit and OpenAPI
-  docs at ``/docs``.
-* :func:`call_model` — one request to the model deployment under the per-request timeout: the
-  deadline travels with the request (work that outlives it stops, see :mod:`.deadline`), a replica
-  that died or is being replaced is retried within the timeout (inference is idempotent), and what
-  still cannot be answered is a 503 with ``Retry-After``; 504 when the model itself is too slow.
-  :func:`health` and :func:`versions` back every app's ``/healthz`` and ``/version``.
+  implements :meth:`ModelServer.process_batch` (and :meth:`ModelServer.details` for ``/models``).
+* Requests arrive as :class:`Message` dataclasses (one per kind of request, defined by the domain); an
+  answer is the response body as a dict, or a :class:`Refusal` in its place.
 * A replica whose batch has run past ``stuck_after_s`` fails its health check, so Serve replaces it.
 * Every ``refresh_s`` (30 s) the model server re-resolves ``@champion`` for the models it follows and
   loads a newly promoted version in the background: training → promotion → served, with no redeploy.
-* :func:`bind_model_server` and :func:`ingress_options` — the deployment options every app builder
-  derives from its ``args`` (batch size, batch wait, pinned versions, CPU share).
+* :func:`bind_model_server` — the model deployment's options every app builder derives from its
+  ``args`` (batch size, batch wait, pinned versions, CPU share).
 
 Batching: ``@serve.batch`` never forms batches larger than ``max_ongoing_requests`` of the batched
 deployment and of every deployment in front of it, so apps set both to at least the batch size.
@@ -31,17 +27,15 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
 from ray import serve
-from ray.exceptions import RayActorError
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 
 from modelstore.registry import ModelInfo, load_registered, resolve_version
 
 from .deadline import Deadline, DeadlineExceeded
-from .errors import BodyLimitMiddleware, InputError, install_error_handlers
+from .errors import InputError
 
 log = logging.getLogger("attention_suite.serving")
 
@@ -49,16 +43,35 @@ DEFAULT_MAX_BATCH = 16
 DEFAULT_BATCH_WAIT_S = 0.005
 DEFAULT_STUCK_AFTER_S = 60.0
 DEFAULT_REFRESH_S = 30.0
-RETRY_AFTER_S = 5  # what a 503 tells the client: about the time Serve takes to replace a replica
-# The model replica died, is being replaced, or is momentarily full: safe to send the request again.
-RETRYABLE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError, BackPressureError)
 
 
-def create_app(title: str, description: str, *, max_body_bytes: int = 1 << 20) -> FastAPI:
-    app = FastAPI(title=title, description=description, version="1")
-    install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
-    return app
+@dataclass(kw_only=True)
+class Message:
+    """Base of the requests an ingress sends its model server: ``deadline`` (a ``time.time()``) is set
+    by :func:`services.common.ingress.call_model` and bounds the batch the request lands in."""
+
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request the model server cannot answer, in its place among the batch's answers; the ingress
+    raises it as the :class:`InputError` it describes."""
+
+    message: str
+    field: str | None = None
+    status: int = 422
+    code: str = "invalid_request"
+
+    @classmethod
+    def of(cls, error: InputError) -> Refusal:
+        return cls(error.message, error.field, error.status, error.code)
+
+    def error(self) -> InputError:
+        return InputError(self.message, self.field, status=self.status, code=self.code)
+
+
+Answer = dict[str, Any] | Refusal
 
 
 class StuckWatch:
@@ -96,7 +109,14 @@ class ModelServer(StuckWatch, ABC):
         refresh_s: how often to look for a newly promoted champion (0: only on reconfigure).
     ``user_config`` (``reconfigure``): ``{"versions": {key: v}, "max_batch_size": n,
     "batch_wait_timeout_s": s}``; a missing key in ``versions`` means the champion.
+
+    With ``on_demand`` (a class attribute) no model loads at start: :meth:`ensure_loaded` loads one on
+    its first request and :meth:`unload` drops it (a multiplexing app calls them from its
+    ``@serve.multiplexed`` loader); pinning, champion following and ``/version`` cover the resident ones,
+    and ``/version`` reports the version a model not yet loaded would get.
     """
+
+    on_demand: bool = False
 
     def __init__(
         self,
@@ -122,7 +142,9 @@ class ModelServer(StuckWatch, ABC):
         self.loaded_at = time.time()
         self.stuck_after_s = stuck_after_s
         self.deadline = Deadline.never()  # of the batch being processed (one batch at a time)
-        self._load_all()
+        self._lock = threading.Lock()  # loads and unloads of the follower thread and of requests
+        if not self.on_demand:
+            self._load_all()
         if refresh_s > 0:
             threading.Thread(target=self._follow_champions, args=(refresh_s,), daemon=True).start()
 
@@ -136,6 +158,22 @@ class ModelServer(StuckWatch, ABC):
         self.models[key], self.infos[key] = model, info
         log.info("serving %s = %s v%s", key, name, info.version)
 
+    def ensure_loaded(self, key: str) -> tuple[Any, ModelInfo]:
+        """Model ``key`` and its version, loaded first (the pinned version, else the champion) unless
+        resident."""
+        with self._lock:
+            if key not in self.models:
+                self._load(key, self.names[key], self.pinned.get(key))
+                if key not in self.pinned:
+                    self.infos[key] = dataclasses.replace(self.infos[key], alias="champion")
+            return self.models[key], self.infos[key]
+
+    def unload(self, key: str) -> None:
+        with self._lock:
+            self.models.pop(key, None)
+            self.infos.pop(key, None)
+            log.info("unloaded %s", key)
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply ``user_config``: load pinned versions, follow ``@champion`` for the rest (re-resolved on
         every reconfigure, so redeploying picks up a newly promoted model), retune batching."""
@@ -146,6 +184,8 @@ class ModelServer(StuckWatch, ABC):
             raise ValueError(f"user_config versions name unknown models {sorted(unknown)}; known {sorted(self.names)}")
         for key, name in self.names.items():
             current = self.infos.get(key)
+            if current is None and self.on_demand:  # loads with the wanted version when first asked for
+                continue
             version = wanted.get(key) or resolve_version(name).version
             if current is None or current.version != version:
                 self._load(key, name, version)
@@ -163,127 +203,99 @@ class ModelServer(StuckWatch, ABC):
         while True:
             time.sleep(every_s)
             for key, name in self.names.items():
-                if key in self.pinned:
+                if key in self.pinned or key not in self.infos:  # pinned, or not resident (on demand)
                     continue
                 try:
                     version = resolve_version(name).version
-                    if self.infos[key].version != version:
-                        log.info("champion of %s moved to v%s: reloading", name, version)
-                        self._load(key, name, version)
-                        self.infos[key] = dataclasses.replace(self.infos[key], alias="champion")
+                    with self._lock:
+                        if key in self.infos and self.infos[key].version != version:
+                            log.info("champion of %s moved to v%s: reloading", name, version)
+                            self._load(key, name, version)
+                            self.infos[key] = dataclasses.replace(self.infos[key], alias="champion")
                 except Exception:  # the registry is briefly unreachable: keep serving, look again later
                     log.exception("could not follow the champion of %s", name)
 
     def versions(self) -> dict[str, dict[str, Any]]:
-        return {key: info.to_dict() for key, info in self.infos.items()}
+        """``GET /version``: ``{key: {name, version, run_id, alias}}`` of each served model (for one not
+        loaded yet, the version it would load; ``{name, error}`` when the registry has none)."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, name in self.names.items():
+            info = self.infos.get(key)
+            if info is None:
+                try:
+                    info = resolve_version(name, version=self.pinned.get(key))
+                except LookupError as e:
+                    out[key] = {"name": name, "error": str(e)}
+                    continue
+            out[key] = info.to_dict()
+        return out
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """``GET /models``: :meth:`versions` with each model's :meth:`details`."""
+        out = self.versions()
+        for key, entry in out.items():
+            if "error" not in entry:
+                entry.update(self.details(key, entry["version"]))
+        return out
+
+    def details(self, key: str, version: str) -> dict[str, Any]:
+        """What ``/models`` says about model ``key`` besides its registry entry (architecture, inputs, labels)."""
+        return {}
 
     def check_health(self) -> None:
-        missing = set(self.names) - set(self.models)
+        missing = set() if self.on_demand else set(self.names) - set(self.models)
         if missing:
             raise RuntimeError(f"models not loaded: {sorted(missing)}")
         self.check_stuck()
 
     # --------------------------------------------------------------------------------- serving
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S)
-    async def handle_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def handle_batch(self, requests: list[Message]) -> list[Answer]:
         """Serve's batcher gathers concurrent requests; the work runs off the event loop."""
+        await self.before_batch(requests)
         return await asyncio.to_thread(self._process_safely, requests)
 
-    def _process_safely(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def before_batch(self, requests: list[Message]) -> None:
+        """Runs on the event loop before the batch's work (a multiplexing app loads its model here)."""
+
+    def _process_safely(self, requests: list[Message]) -> list[Answer]:
         start = time.perf_counter()
         # The batch's work may run as long as its last waiting request does.
-        walls = [r.pop("deadline", None) for r in requests]
+        walls = [r.deadline for r in requests]
         self.deadline = Deadline.never() if None in walls else Deadline.from_wall_clock(max(walls))
         try:
             with self.busy():
                 results = self.process_batch(requests)
         except InputError as e:  # raised for the whole batch: every request gets the error
-            error = {"code": e.code, "message": e.message, "field": e.field, "status": e.status}
-            return [{"error": error} for _ in requests]
+            return [Refusal.of(e) for _ in requests]
         except DeadlineExceeded as e:
-            return [{"error": {"code": "timeout", "message": str(e), "field": None, "status": 504}} for _ in requests]
+            return [Refusal(str(e), status=504, code="timeout") for _ in requests]
         elapsed = (time.perf_counter() - start) * 1e3
         for result in results:
-            result.setdefault("batch_size", len(requests))
-            result.setdefault("compute_ms", elapsed)
+            if isinstance(result, dict):
+                result.setdefault("batch_size", len(requests))
+                result.setdefault("compute_ms", elapsed)
         return results
 
     @abstractmethod
-    def process_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Answer a batch of requests, in order; a request that cannot be answered gets
-        ``{"error": {"code", "message", "field", "status"}}`` in its place."""
+    def process_batch(self, requests: list[Message]) -> list[Answer]:
+        """Answer a batch of requests, in order; a request that cannot be answered gets a
+        :class:`Refusal` in its place."""
 
 
-async def call_model(handle, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """One request through the model deployment's batcher within ``timeout_s``.
-
-    The deadline goes with the payload, so the replica abandons work nobody waits for. A replica that
-    died or is being replaced is retried (with back-off) until the deadline; if none answered by
-    then, :class:`InputError` 503 with ``Retry-After``. A model that is merely slow gives 504. An
-    error the model reported for this request is re-raised."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    payload = {**payload, "deadline": time.time() + timeout_s}
-    failure: BaseException | None = None
-    pause = 0.1
-    while True:
-        remaining = deadline - loop.time()
-        try:
-            if remaining <= 0:
-                raise TimeoutError
-            result = await asyncio.wait_for(handle.handle_batch.remote(payload), timeout=remaining)
-            break
-        except TimeoutError:
-            if failure is not None:
-                raise _unavailable(failure) from None
-            raise InputError(f"the request took longer than {timeout_s:g} s", status=504, code="timeout") from None
-        except RETRYABLE as e:
-            failure = e
-            log.warning("model replica unavailable (%s); retrying within the request's timeout", type(e).__name__)
-            await asyncio.sleep(max(0.0, min(pause, deadline - loop.time())))
-            pause = min(2 * pause, 1.0)
-    if "error" in result:
-        err = result["error"]
-        raise InputError(err["message"], err.get("field"), status=err.get("status", 422), code=err["code"])
-    return result
-
-
-def _unavailable(cause: BaseException) -> InputError:
-    return InputError(
-        f"the model deployment is unavailable ({type(cause).__name__}); retry after {RETRY_AFTER_S} s",
-        status=503,
-        code="unavailable",
-        retry_after_s=RETRY_AFTER_S,
-    )
-
-
-async def health(handle, timeout_s: float = 5.0, probe: str = "versions") -> dict[str, Any]:
-    """``{"status": "ok", "models": ...}`` from the model deployment's ``probe`` method, else 503."""
-    try:
-        models = await asyncio.wait_for(getattr(handle, probe).remote(), timeout=timeout_s)
-    except Exception as e:  # the model deployment is down or stuck
-        raise _unavailable(e) from e
-    return {"status": "ok", "models": models}
-
-
-async def versions(handle, timeout_s: float = 5.0) -> dict[str, Any]:
-    return (await health(handle, timeout_s))["models"]
-
-
-def bind_model_server(deployment, models: dict[str, Any], args: dict[str, Any], *, pinned_versions: bool = True):
+def bind_model_server(deployment, models: dict[str, Any], args: dict[str, Any]):
     """Bind a model deployment from an app builder's ``args`` the same way in every app:
-    ``max_batch_size`` (16), ``batch_wait_timeout_s`` (5 ms) and, unless ``pinned_versions`` is off,
-    ``versions`` go to its ``user_config`` (so a redeploy that changes them reloads without a restart);
-    ``num_cpus`` (0.5) is its CPU share; ``max_ongoing_requests`` stays above the batch size;
-    ``stuck_after_s`` (3 × ``request_timeout_s``, at least 30 s) is when a running batch fails the health
-    check; ``refresh_s`` (30 s) how often a newly promoted champion is looked for."""
+    ``max_batch_size`` (16), ``batch_wait_timeout_s`` (5 ms) and ``versions`` go to its ``user_config``
+    (so a redeploy that changes them reloads without a restart); ``num_cpus`` (0.5) is its CPU share;
+    ``max_ongoing_requests`` stays above the batch size; ``stuck_after_s`` (3 × ``request_timeout_s``, at
+    least 30 s) is when a running batch fails the health check; ``refresh_s`` (30 s) how often a newly
+    promoted champion is looked for."""
     batch = int(args.get("max_batch_size", DEFAULT_MAX_BATCH))
     user_config: dict[str, Any] = {
         "max_batch_size": batch,
         "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", DEFAULT_BATCH_WAIT_S)),
+        "versions": args.get("versions") or {},
     }
-    if pinned_versions:
-        user_config["versions"] = args.get("versions") or {}
     return deployment.options(
         max_ongoing_requests=max(32, 2 * batch),
         ray_actor_options={"num_cpus": float(args.get("num_cpus", 0.5))},
@@ -300,6 +312,14 @@ def stuck_after_s(args: dict[str, Any]) -> float:
     return float(args.get("stuck_after_s", max(30.0, 3 * float(args.get("request_timeout_s", 10)))))
 
 
-def ingress_options(args: dict[str, Any]) -> dict[str, Any]:
-    """The ingress's deployment options: enough ongoing requests to fill the model server's batches."""
-    return {"max_ongoing_requests": max(64, 4 * int(args.get("max_batch_size", DEFAULT_MAX_BATCH)))}
+class Resident:
+    """What an ``on_demand`` server's ``@serve.multiplexed`` loader returns for model ``key``: Serve calls
+    ``__del__`` on what it evicts, and this unloads the model from the server (once)."""
+
+    def __init__(self, server: ModelServer, key: str):
+        self.server, self.key, self._resident = server, key, True
+
+    def __del__(self) -> None:
+        if self._resident:
+            self._resident = False
+            self.server.unload(self.key)

@@ -22,30 +22,19 @@ and ``tag`` ({task: name}), each loaded from the registry's ``@champion`` when t
 No ``from __future__ import annotations``: Serve's class-based views need real annotations.
 """
 
-import gzip
-import zlib
 from typing import Annotated, Any
 
-import numpy as np
-import torch
 from fastapi import File, Form, UploadFile
 from pydantic import BaseModel, Field
 from ray import serve
 
 from services.common.errors import ERROR_RESPONSES, InputError
+from services.common.ingress import ModelIngress, create_app, ingress_options, model_routes
 from services.common.schemas import ModelRef, StrictRequest
-from services.common.serving import (
-    ModelServer,
-    bind_model_server,
-    call_model,
-    create_app,
-    health,
-    ingress_options,
-    versions,
-)
+from services.common.serving import bind_model_server
 
-from . import inference
-from .sequences import Record, SequenceError, normalize, parse_fasta_text
+from .checks import MAX_UPLOAD_BYTES, check_limits, read_fasta_upload, validated
+from .server import Classify, Embed, GenomicsServer, ScoreVariants, Substitution, Tag
 
 DEFAULT_MODELS: dict[str, Any] = {
     "lm": "genomics-lm-hyena",
@@ -56,7 +45,6 @@ MAX_SEQUENCES = 256
 MAX_BASES = 1_000_000
 MAX_TAG_BASES = 500_000
 MAX_VARIANTS = 64
-MAX_UPLOAD_BYTES = 16 << 20
 
 Upload = Annotated[UploadFile, File(description="a FASTA file, plain or gzipped")]
 
@@ -164,158 +152,11 @@ app = create_app(
 )
 
 
-# ---------------------------------------------------------------------------------------------- model
-@serve.deployment(max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
-class GenomicsServer(ModelServer):
-    """Holds the language model (``lm``) and the fine-tuned ones (``classify:<task>``, ``tag:<task>``)."""
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, model in self.models.items():
-            cfg = model.config
-            out[key] = {**self.infos[key].to_dict(), "arch": cfg.arch, "context_bases": cfg.max_bases,
-                        "labels": cfg.labels, "rc_average": cfg.rc_average}  # fmt: skip
-        return out
-
-    def process_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return run_batch(self.models, self.infos, requests)
-
-
-def run_batch(models: dict[str, Any], infos: dict[str, Any], requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Answer a batch. Classify and embed requests for the same model are pooled into one call (the
-    windows of all their sequences run in shared length-sorted batches); tag and variant requests run
-    one by one. Module-level so that Serve pickles it by reference."""
-    out: list[dict[str, Any] | None] = [None] * len(requests)
-    pooled: dict[tuple[str, str], list[int]] = {}
-    for i, r in enumerate(requests):
-        if r["kind"] in ("classify", "embed"):
-            pooled.setdefault((r["kind"], r["model"]), []).append(i)
-    for (kind, key), idx in pooled.items():
-        model = models[key]
-        sequences = [s for i in idx for s in requests[i]["sequences"]]
-        fn = inference.class_probabilities if kind == "classify" else inference.embeddings
-        result = fn(model, sequences)
-        offset = 0
-        for i in idx:
-            r = requests[i]
-            n = len(r["sequences"])
-            values, windows = result.values[offset : offset + n], result.windows[offset : offset + n]
-            offset += n
-            out[i] = _classified(r, model, values, windows) if kind == "classify" else _embedded(r, values, windows)
-            out[i]["model"] = _ref(infos[key])
-    for i, r in enumerate(requests):
-        if r["kind"] == "tag":
-            out[i] = {"results": [_tag(models[r["model"]], s, rid) for s, rid in zip(r["sequences"], r["ids"])],
-                      "model": _ref(infos[r["model"]])}  # fmt: skip
-        elif r["kind"] == "variant":
-            out[i] = {"effects": variant_effects(models["lm"], r["sequence"], r["variants"]),
-                      "model": _ref(infos["lm"])}  # fmt: skip
-    return out  # type: ignore[return-value]
-
-
-def _ref(info) -> dict[str, str]:
-    return {"name": info.name, "version": info.version}
-
-
-def _classified(request: dict[str, Any], model, values: list[np.ndarray], windows: list[int]) -> dict[str, Any]:
-    labels = model.config.labels
-    results = []
-    for seq, rid, probs, w in zip(request["sequences"], request["ids"], values, windows):
-        results.append({"id": rid, "label": labels[int(np.argmax(probs))], "length": len(seq), "windows": w,
-                        "probabilities": {label: float(p) for label, p in zip(labels, probs)}})  # fmt: skip
-    return {"results": results, "task": request["task"]}
-
-
-def _embedded(request: dict[str, Any], values: list[np.ndarray], windows: list[int]) -> dict[str, Any]:
-    results = [{"id": rid, "vector": v.astype(float).tolist(), "length": len(s), "windows": w}
-               for s, rid, v, w in zip(request["sequences"], request["ids"], values, windows)]  # fmt: skip
-    return {"results": results, "dim": len(values[0]) if values else 0}
-
-
-def _tag(model, sequence: str, rid: str | None) -> dict[str, Any]:
-    probs, windows = inference.tag_probabilities(model, sequence)
-    return {"id": rid, "runs": label_runs(probs, model.config.labels), "length": len(sequence), "windows": windows}
-
-
-def label_runs(probs: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
-    """Maximal runs of the same predicted label: ``start``, ``end`` (exclusive), ``label``, mean probability."""
-    predicted = probs.argmax(1)
-    edges = np.flatnonzero(np.diff(predicted)) + 1
-    starts = np.concatenate([[0], edges])
-    ends = np.concatenate([edges, [len(predicted)]])
-    return [{"start": int(a), "end": int(b), "label": labels[int(predicted[a])],
-             "mean_probability": float(probs[a:b, predicted[a]].mean())} for a, b in zip(starts, ends)]  # fmt: skip
-
-
-@torch.no_grad()
-def variant_effects(model, sequence: str, variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``log p(alt) - log p(ref)`` under the causal LM, each on the context window around its variant (up to
-    half a context before it, the rest after: a base only changes the likelihood of itself and later bases)."""
-    size = model.config.max_bases
-    results = []
-    for v in variants:
-        pos, alt = v["position"], v["alt"]
-        start = max(0, min(pos - size // 2, len(sequence) - size))
-        end = min(len(sequence), start + size)
-        ref_window = sequence[start:end]
-        alt_window = ref_window[: pos - start] + alt + ref_window[pos - start + 1 :]
-        ids, mask = model.tokenizer.batch([ref_window, alt_window], add_special=False)
-        ll = model.log_likelihood(ids, mask).sum(1)
-        results.append({"position": pos, "ref": sequence[pos], "alt": alt,
-                        "delta_log_likelihood": float(ll[1] - ll[0]), "window": [start, end]})  # fmt: skip
-    return results
-
-
-# ---------------------------------------------------------------------------------------------- validation
-def validated(sequences: list[str], ids: list[str | None], field: str) -> list[str]:
-    """Normalized sequences, or a 422 naming the sequence (or record) and the position."""
-    out = []
-    for i, (seq, rid) in enumerate(zip(sequences, ids)):
-        where = f"{field}.{i}" if rid is None else f"{field}.{i} (record {rid!r})"
-        try:
-            out.append(normalize(seq, record=rid or f"{field}[{i}]"))
-        except SequenceError as e:
-            raise InputError(e.message, field=where) from None
-    return out
-
-
-def check_limits(sequences: list[str], *, max_sequences: int, max_bases: int, field: str) -> None:
-    if len(sequences) > max_sequences:
-        raise InputError(f"{len(sequences)} sequences sent; at most {max_sequences} per request", field=field,
-                         status=413, code="payload_too_large")  # fmt: skip
-    total = sum(len(s) for s in sequences)
-    if total > max_bases:
-        raise InputError(f"{total} bases sent; at most {max_bases} per request", field=field, status=413,
-                         code="payload_too_large")  # fmt: skip
-
-
-def read_fasta_upload(raw: bytes) -> list[Record]:
-    """FASTA records from an uploaded file (plain or gzipped text)."""
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            decompressor = zlib.decompressobj(wbits=31)
-            raw = decompressor.decompress(raw, MAX_UPLOAD_BYTES)
-            if decompressor.unconsumed_tail:
-                raise InputError(f"the decompressed file is larger than {MAX_UPLOAD_BYTES} bytes", field="file",
-                                 status=413, code="payload_too_large")  # fmt: skip
-        except (zlib.error, gzip.BadGzipFile) as e:
-            raise InputError(f"the gzipped file is corrupt ({e})", field="file") from None
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError as e:
-        raise InputError(f"the file is not ASCII text (byte {e.start}); send FASTA", field="file") from None
-    try:
-        return parse_fasta_text(text)
-    except SequenceError as e:
-        raise InputError(e.message, field=f"file (record {e.record!r})" if e.record else "file") from None
-    except ValueError as e:
-        raise InputError(str(e), field="file") from None
-
-
 # ---------------------------------------------------------------------------------------------- routes
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
-class GenomicsIngress:
+@model_routes(app)
+class GenomicsIngress(ModelIngress):
     def __init__(
         self,
         server,
@@ -326,8 +167,8 @@ class GenomicsIngress:
         max_bases: int = MAX_BASES,
         max_tag_bases: int = MAX_TAG_BASES,
     ):
-        self.server, self.tasks = server, tasks
-        self.timeout_s = request_timeout_s
+        super().__init__(server, request_timeout_s=request_timeout_s)
+        self.tasks = tasks
         self.max_sequences, self.max_bases, self.max_tag_bases = max_sequences, max_bases, max_tag_bases
 
     def _task(self, kind: str, task: str, field: str = "task") -> str:
@@ -348,22 +189,19 @@ class GenomicsIngress:
         key = self._task("classify", task)
         check_limits(sequences, max_sequences=self.max_sequences, max_bases=self.max_bases, field=field)
         clean = validated(sequences, ids, field)
-        payload = {"kind": "classify", "model": key, "task": task, "sequences": clean, "ids": ids}
-        return await call_model(self.server, payload, self.timeout_s)
+        return await self.call(Classify(model=key, task=task, sequences=clean, ids=ids))
 
     async def _embed(self, sequences, ids, source, field) -> dict[str, Any]:
         key = self._source(source)
         check_limits(sequences, max_sequences=self.max_sequences, max_bases=self.max_bases, field=field)
         clean = validated(sequences, ids, field)
-        payload = {"kind": "embed", "model": key, "sequences": clean, "ids": ids}
-        return await call_model(self.server, payload, self.timeout_s)
+        return await self.call(Embed(model=key, sequences=clean, ids=ids))
 
     async def _tag(self, sequences, ids, task, field) -> dict[str, Any]:
         key = self._task("tag", task)
         check_limits(sequences, max_sequences=self.max_sequences, max_bases=self.max_tag_bases, field=field)
         clean = validated(sequences, ids, field)
-        payload = {"kind": "tag", "model": key, "sequences": clean, "ids": ids}
-        result = await call_model(self.server, payload, self.timeout_s)
+        result = await self.call(Tag(model=key, sequences=clean, ids=ids))
         return {**result, "task": task}
 
     @app.post("/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
@@ -419,22 +257,8 @@ class GenomicsIngress:
             if alt == sequence[v.position]:
                 raise InputError(f"alt {alt!r} equals the reference base at position {v.position}",
                                  field=f"variants.{i}.alt")  # fmt: skip
-            variants.append({"position": v.position, "alt": alt})
-        payload = {"kind": "variant", "sequence": sequence, "variants": variants}
-        return await call_model(self.server, payload, self.timeout_s)
-
-    @app.get("/models", responses=ERROR_RESPONSES)
-    async def list_models(self) -> dict[str, Any]:
-        """Served models: registered name, version, architecture, context, labels."""
-        return await self.server.describe.remote()
-
-    @app.get("/healthz", responses=ERROR_RESPONSES)
-    async def healthz(self) -> dict[str, Any]:
-        return await health(self.server)
-
-    @app.get("/version", responses=ERROR_RESPONSES)
-    async def version(self) -> dict[str, Any]:
-        return await versions(self.server)
+            variants.append(Substitution(v.position, alt))
+        return await self.call(ScoreVariants(sequence=sequence, variants=variants))
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:

@@ -4,7 +4,7 @@
     POST /pointer/convex-hull   {points, decode, beam_width, samples}         -> {hull, area, ...}
     POST /pointer/delaunay      {points, decode, beam_width, samples}         -> {triangles, ...}
     POST /pointer/tsplib        multipart: file=<.tsp>, decode, polish         -> {tour, length, ...}
-    GET  /pointer/healthz, /pointer/version, /pointer/docs
+    GET  /pointer/healthz, /pointer/version, /pointer/models, /pointer/docs
 
 Input rules (each refused with a 422 naming the field and the rule): at least 3 and at most
 ``max_points`` points, each a pair of finite numbers (strings, booleans, NaN and infinities are
@@ -18,7 +18,6 @@ annotations as real types.
 
 import asyncio
 import time
-from collections import defaultdict
 from typing import Annotated, Any, Literal
 
 from fastapi import File, Form, UploadFile
@@ -27,19 +26,13 @@ from ray import serve
 
 from services.common.deadline import Deadline, DeadlineExceeded
 from services.common.errors import ERROR_RESPONSES, InputError
+from services.common.ingress import ModelIngress, create_app, ingress_options, model_routes
 from services.common.schemas import ModelRef, StrictRequest
-from services.common.serving import (
-    ModelServer,
-    bind_model_server,
-    call_model,
-    create_app,
-    health,
-    ingress_options,
-    versions,
-)
+from services.common.serving import bind_model_server
 
 from . import problems, tsplib
-from .solver import Options, solve_many
+from .server import PointerSolver, Solve
+from .solver import Options
 
 TASKS = {"tsp": "tsp", "convex_hull": "convex_hull", "delaunay": "delaunay"}
 DEFAULT_MODELS = {
@@ -108,51 +101,22 @@ def _points(raw: list[list[float]], *, task: str, max_points: int) -> list[list[
     return arr.tolist()
 
 
-@serve.deployment(max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
-class PointerSolver(ModelServer):
-    """Holds one model per task; a batch mixes tasks and options, each group decodes together."""
-
-    def process_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        import numpy as np
-
-        results: list[dict[str, Any] | None] = [None] * len(requests)
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, request in enumerate(requests):
-            groups[(request["task"], tuple(sorted(request["options"].items())))].append(i)
-        for (task, options), indices in groups.items():
-            answers = solve_many(
-                self.models[task],
-                task,
-                [np.asarray(requests[i]["points"]) for i in indices],
-                Options(**dict(options)),
-                self.deadline,
-            )
-            info = self.infos[task]
-            for i, answer in zip(indices, answers):
-                results[i] = {**answer, "model": {"name": info.name, "version": info.version}}
-        return results  # type: ignore[return-value]
-
-
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
-class PointerIngress:
+@model_routes(app)
+class PointerIngress(ModelIngress):
     def __init__(self, solver, *, tasks: list[str], max_points: int = 200, request_timeout_s: float = 10.0):
-        self.solver = solver
+        super().__init__(solver, request_timeout_s=request_timeout_s)
         self.tasks = set(tasks)
         self.max_points = max_points
-        self.timeout_s = request_timeout_s
 
     async def _solve(self, task: str, body: SolveRequest, **extra: Any) -> dict[str, Any]:
         start = time.perf_counter()
         if task not in self.tasks:
             raise InputError(f"this deployment serves no {task} model", status=503, code="unavailable")
-        options = {"decode": body.decode, "beam_width": body.beam_width, "samples": body.samples, **extra}
-        payload = {
-            "task": task,
-            "points": _points(body.points, task=task, max_points=self.max_points),
-            "options": options,
-        }
-        result = await call_model(self.solver, payload, self.timeout_s)
+        options = Options(decode=body.decode, beam_width=body.beam_width, samples=body.samples, **extra)
+        points = _points(body.points, task=task, max_points=self.max_points)
+        result = await self.call(Solve(task=task, points=points, options=options))
         result["solve_ms"] = (time.perf_counter() - start) * 1e3
         return result
 
@@ -196,12 +160,8 @@ class PointerIngress:
             raise InputError(str(e), field="file") from None
         if "tsp" not in self.tasks:
             raise InputError("this deployment serves no tsp model", status=503, code="unavailable")
-        payload = {
-            "task": "tsp",
-            "points": points.tolist(),
-            "options": {"decode": decode, "beam_width": beam_width, "samples": samples, "polish": False},
-        }
-        result = await call_model(self.solver, payload, self.timeout_s)
+        options = Options(decode=decode, beam_width=beam_width, samples=samples, polish=False)
+        result = await self.call(Solve(task="tsp", points=points.tolist(), options=options))
         dist = instance.distances()
         tour = result["tour"]
         model_length = problems.tour_cost(dist, tour)
@@ -226,16 +186,6 @@ class PointerIngress:
             "batch_size": result["batch_size"],
             "solve_ms": (time.perf_counter() - start) * 1e3,
         }
-
-    @app.get("/healthz", responses=ERROR_RESPONSES)
-    async def healthz(self) -> dict[str, Any]:
-        """Liveness of the app and the model deployment."""
-        return await health(self.solver)
-
-    @app.get("/version", responses=ERROR_RESPONSES)
-    async def version(self) -> dict[str, Any]:
-        """The registered model name, version and training run behind each endpoint."""
-        return await versions(self.solver)
 
 
 def build_app(args: dict[str, Any]) -> serve.Application:
