@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 
+from .docs import serve_docs
 from .errors import ERROR_RESPONSES, BodyLimitMiddleware, InputError, install_error_handlers
 from .serving import DEFAULT_MAX_BATCH, Message, Refusal
 
@@ -36,6 +37,7 @@ RETRYABLE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError,
 
 def create_app(title: str, description: str, *, max_body_bytes: int = 1 << 20) -> FastAPI:
     app = FastAPI(title=title, description=description, version="1")
+    serve_docs(app)  # Swagger UI from the package's assets: /docs works offline
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     return app
