@@ -55,4 +55,3 @@ def test_pointer_attention_encoder_runs_fused(monkeypatch):
     with torch.no_grad():
         got, expected = _both(monkeypatch, lambda: model.encode(points)["nodes"])
     assert max_rel_err(got, expected) < 1e-4
-
