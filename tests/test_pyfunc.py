@@ -5,6 +5,7 @@ and asked on a pandas DataFrame and on a dict (the shapes ``mlflow models serve`
 from __future__ import annotations
 
 import base64
+import os
 
 import mlflow
 import numpy as np
@@ -24,7 +25,11 @@ NAMES = ["genomics-splice-hyena", "recommend-ctr-synthetic-hiformer", "recommend
 
 @pytest.fixture(scope="module")
 def champion(suite_env, tmp_path_factory):
-    """``name`` → the pyfunc model behind ``models:/<name>@champion``, registered from a zoo of the five."""
+    """``name`` → the pyfunc model behind ``models:/<name>@champion``, registered from a zoo of the five
+    into an MLflow store of this module's own (other tests register models of the same names)."""
+    previous = os.environ["MLFLOW_TRACKING_URI"]
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('pyfunc_mlflow') / 'mlflow.db'}"
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     shipped = tmp_path_factory.mktemp("zoo")
     for name in NAMES:
         (shipped / name).symlink_to(zoo.ZOO / name, target_is_directory=True)
@@ -37,7 +42,9 @@ def champion(suite_env, tmp_path_factory):
             models[name] = mlflow.pyfunc.load_model(f"models:/{name}@champion")
         return models[name]
 
-    return load
+    yield load
+    os.environ["MLFLOW_TRACKING_URI"] = previous
+    mlflow.set_tracking_uri(previous)
 
 
 def test_zoo_register_records_the_domain_predict_and_a_signature(champion):
