@@ -139,12 +139,17 @@ def train(
     state = store.latest_state(run_name)
     if state is None:
         raise RuntimeError(f"training {run_name} finished without a checkpoint in {store.path(run_name)}")
+    model = final_model(pipeline, state)
+    return finish_run(pipeline, model, run_id, run_name, epochs_completed=state["epoch"] + 1, promote=promote)
+
+
+def final_model(pipeline: Pipeline, state: dict[str, Any]) -> nn.Module:
+    """The trained model from a run's last checkpoint state, as the pipeline finalises it, in eval mode."""
     model = pipeline.build_model()
     model.load_state_dict(state["model"])
     pipeline.load_state_dict(state["pipeline"])
     pipeline.finalize(model)
-    model.eval()
-    return finish_run(pipeline, model, run_id, run_name, epochs_completed=state["epoch"] + 1, promote=promote)
+    return model.eval()
 
 
 RESOURCE_WAIT_S = float(os.environ.get("ATTENTION_SUITE_RESOURCE_WAIT_S", "120"))

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pipelines.common.contract import BestEpoch, Pipeline, TrainPreset
+from pipelines.common.driver import final_model
 from services.genomics.models import GenomicsConfig, GenomicsModel
 from services.genomics.models import preset as model_preset
 from services.genomics.tokenizer import reverse_complement
@@ -256,9 +257,4 @@ def train_in_process(pipeline: Pipeline) -> nn.Module:
         state = store.latest_state(run_name)
     if state is None:
         raise RuntimeError(f"training {run_name} in-process finished without a checkpoint")
-    model = pipeline.build_model()
-    model.load_state_dict(state["model"])
-    pipeline.load_state_dict(state["pipeline"])
-    pipeline.finalize(model)
-    model.eval()
-    return model
+    return final_model(pipeline, state)
