@@ -1,6 +1,6 @@
-"""Long context on CPU: forward time and peak memory of HyenaDNA against a softmax transformer of the same
-width and depth, from 1k to 1M tokens, with fitted growth exponents; and the whole phage lambda genome
-(48.5 kb) embedded in one pass.
+"""Long context on CPU: forward time and peak memory of HyenaDNA against lightning blocks (decayed linear
+attention) and a softmax and a sigmoid transformer of the same width and depth, from 1k to 1M tokens, with
+fitted growth exponents; and the whole phage lambda genome (48.5 kb) embedded in one pass.
 
     python -m benchmarks.genomics_long [--write] [--lengths 1024 8192 ...] [--budget-s 300]
 
@@ -10,9 +10,10 @@ min(1k, length), then run forward passes at the length under ``torch.no_grad`` (
 cores), timed as the median of up to 3; peak memory = the process's peak resident set (``VmHWM``) minus
 its resident set just before the timed forward. A run is skipped when the previous length's time, grown by
 the exponent fitted so far, predicts more than ``--budget-s``, or when it runs out of memory (reported).
-The transformer uses PyTorch's CPU scaled-dot-product attention (causal, flash-style, so its memory grows
-linearly and its time quadratically). Exponents: least squares of log(time) and log(memory) on
-log(length) over the lengths from 8k up.
+The softmax transformer uses PyTorch's CPU scaled-dot-product attention (causal, flash-style, so its memory
+grows linearly and its time quadratically); the sigmoid one the core's row-blocked sigmoid attention (memory
+bounded by the block, time quadratic); lightning the core's chunked causal form (time and memory linear).
+Exponents: least squares of log(time) and log(memory) on log(length) over the lengths from 8k up.
 """
 
 from __future__ import annotations
@@ -29,16 +30,22 @@ import numpy as np
 log = logging.getLogger("benchmarks.genomics_long")
 
 LENGTHS = [1024, 8192, 32768, 131072, 1048576]
-MODELS = {"HyenaDNA": "hyena", "transformer": "transformer"}
+# name -> the GenomicsConfig fields that make the model (the rest is shared: width, depth, heads, l_max)
+MODELS = {
+    "HyenaDNA": {"arch": "hyena"},
+    "lightning": {"arch": "lightning"},
+    "transformer": {"arch": "transformer"},
+    "sigmoid transformer": {"arch": "transformer", "attention": "sigmoid"},
+}
 
 
-def _child(arch: str, length: int, width: int, layers: int, repeats: int) -> dict:
+def _child(model: dict, length: int, width: int, layers: int, repeats: int) -> dict:
     """Runs in the subprocess."""
     import torch
 
     from services.genomics.models import GenomicsConfig, GenomicsModel
 
-    cfg = GenomicsConfig(arch=arch, d_model=width, n_layer=layers, num_heads=4, l_max=length + 2, embed_dropout=0.0)
+    cfg = GenomicsConfig(d_model=width, n_layer=layers, num_heads=4, l_max=length + 2, embed_dropout=0.0, **model)
     model = GenomicsModel(cfg).eval()
     rng = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -64,10 +71,10 @@ def _rss_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def run_one(arch: str, length: int, width: int, layers: int, timeout_s: float) -> dict:
+def run_one(model: dict, length: int, width: int, layers: int, timeout_s: float) -> dict:
     code = (
         "import json, sys; from benchmarks.genomics_long import _child; "
-        f"print('RESULT', json.dumps(_child({arch!r}, {length}, {width}, {layers}, 3)))"
+        f"print('RESULT', json.dumps(_child({model!r}, {length}, {width}, {layers}, 3)))"
     )
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
@@ -89,7 +96,7 @@ def exponent(lengths: list[int], values: list[float]) -> float:
 
 def sweep(lengths: list[int], width: int, layers: int, budget_s: float) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {}
-    for name, arch in MODELS.items():
+    for name, model in MODELS.items():
         rows: list[dict] = []
         for length in lengths:
             ok = [r for r in rows if r["status"] == "ok"]
@@ -103,7 +110,7 @@ def sweep(lengths: list[int], width: int, layers: int, budget_s: float) -> dict[
                     rows.append({"length": length, "status": f"skipped (predicted {predicted:.0f} s)"})
                     continue
             log.info("%s at %d tokens", name, length)
-            rows.append({"length": length, **run_one(arch, length, width, layers, timeout_s=budget_s * 2 + 60)})
+            rows.append({"length": length, **run_one(model, length, width, layers, timeout_s=budget_s * 2 + 60)})
             log.info("  %s", rows[-1])
         results[name] = rows
     return results
@@ -136,10 +143,10 @@ def report(results: dict[str, list[dict]], one_pass: dict, width: int, layers: i
 
     lengths = sorted({r["length"] for rows in results.values() for r in rows})
     lines = [
-        "## Genomics: long context on CPU (HyenaDNA vs softmax transformer)",
+        "## Genomics: long context on CPU (HyenaDNA vs lightning vs softmax and sigmoid transformers)",
         "",
         provenance(),
-        f"Both models {layers} layers × {width} wide (HyenaDNA tiny's shape), batch 1, float32, forward only. "
+        f"Every model {layers} layers × {width} wide (HyenaDNA tiny's shape), batch 1, float32, forward only. "
         "Rerun: `python -m benchmarks.genomics_long --write`. Method in the module docstring.",
         "",
         "| tokens | " + " | ".join(f"{n} s | {n} peak MiB" for n in results) + " |",
@@ -161,16 +168,13 @@ def report(results: dict[str, list[dict]], one_pass: dict, width: int, layers: i
         k = exponent(lens, [r["seconds"] for r in ok])
         m = exponent(lens, [max(r["peak_mib"], 1e-3) for r in ok])
         lines.append(f"- {name}: k = {k:.2f}, m = {m:.2f} (over {len(ok)} lengths)")
-    pairs = [
-        (next(r for r in results["HyenaDNA"] if r["length"] == n), next(r for r in results["transformer"]
-                                                                        if r["length"] == n))
-        for n in lengths
-    ]  # fmt: skip
-    both = [(h, t) for h, t in pairs if h["status"] == "ok" and t["status"] == "ok"]
-    if both:
-        h, t = both[-1]
-        lines.append(f"- at {h['length']:,} tokens the transformer takes {t['seconds'] / h['seconds']:.1f}× "
-                     "HyenaDNA's time")  # fmt: skip
+    hyena = {r["length"]: r for r in results["HyenaDNA"] if r["status"] == "ok"}
+    for name, rows in results.items():
+        both = [r for r in rows if r["status"] == "ok" and r["length"] in hyena and name != "HyenaDNA"]
+        if both:
+            r = both[-1]
+            ratio = r["seconds"] / hyena[r["length"]]["seconds"]
+            lines.append(f"- at {r['length']:,} tokens {name} takes {ratio:.2f}× HyenaDNA's time")
     if "seconds" in one_pass:
         lines += ["", f"Whole phage lambda genome ({one_pass['bases']:,} bases) embedded in one HyenaDNA pass "
                       f"(l_max {one_pass['bases'] + 2:,}): {one_pass['seconds']:.2f} s, a {one_pass['dim']}-wide "
