@@ -17,6 +17,7 @@ Click models (Hiformer and the baselines), as ``POST /recommend/rank`` with one 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,7 @@ from torch import nn
 from modelstore.inputs import flag, frame, integer, no_other_params, sequence_of
 
 from .ctr import Schema
-from .sequences import pad_left
-from .sequential import SequentialRecommender
+from .sequential import NextItemRanker, SequentialRecommender
 
 MAX_K = 100
 MAX_HISTORY = 1000
@@ -46,30 +46,10 @@ def next_items(model: SequentialRecommender, model_input: Any, **params: Any) ->
     no_other_params(params, ("k", "exclude_seen"))
     k = integer(params, "k", 10, 1, MAX_K)
     exclude_seen = flag(params, "exclude_seen", True)
-    cfg = model.config
-    index = {item: i + 1 for i, item in enumerate(cfg.item_ids)}
-    item_ids = ["<pad>", *cfg.item_ids]
-    histories, unknown = [], []
-    for i, value in enumerate(frame(model_input, required=["history"])["history"]):
-        ids = [str(item) for item in _history(value, i)]
-        histories.append([index[item] for item in ids if item in index])
-        unknown.append([item for item in ids if item not in index])
-    usable = [n for n, h in enumerate(histories) if h]
-    scores = torch.empty(len(histories), cfg.num_items + 1)
-    for start in range(0, len(usable), BATCH):
-        rows = usable[start : start + BATCH]
-        scores[rows] = model.scores(pad_left([histories[n] for n in rows], cfg.max_len)).float()
-    popularity = torch.tensor(cfg.popularity, dtype=torch.float32)
-    out = []
-    for n, (history, missing) in enumerate(zip(histories, unknown)):
-        s = scores[n] if history else popularity.clone()
-        s[0] = -np.inf
-        if exclude_seen and history:
-            s[torch.tensor(history)] = -np.inf
-        top = s.topk(min(k, int(torch.isfinite(s).sum())))
-        out.append({"items": [item_ids[j] for j in top.indices.tolist()], "scores": top.values.tolist(),
-                    "unknown_items": missing, "fallback": None if history else "popularity"})  # fmt: skip
-    return pd.DataFrame(out)
+    histories = [[str(item) for item in _history(value, i)]
+                 for i, value in enumerate(frame(model_input, required=["history"])["history"])]  # fmt: skip
+    answers = NextItemRanker(model, BATCH).top(histories, [k] * len(histories), [exclude_seen] * len(histories))
+    return pd.DataFrame([dataclasses.asdict(a) for a in answers])
 
 
 @torch.no_grad()

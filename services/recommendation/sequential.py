@@ -26,6 +26,8 @@ from torch import Tensor, nn
 
 import shared_attention as sa
 
+from .sequences import pad_left
+
 KINDS = ("mqsa-ted", "sasrec")
 
 
@@ -167,3 +169,47 @@ def training_pairs(sequences: list[list[int]], max_len: int) -> tuple[Tensor, Te
 
     usable = [s for s in sequences if len(s) >= 2]
     return pad_left([s[:-1] for s in usable], max_len), pad_left([s[1:] for s in usable], max_len)
+
+
+@dataclass
+class NextItems:
+    """One history's answer: the top-k item ids with scores; history ids the model does not know (ignored);
+    ``fallback`` = "popularity" when no known item was left, else None."""
+
+    items: list[str]
+    scores: list[float]
+    unknown_items: list[str]
+    fallback: str | None
+
+
+class NextItemRanker:
+    """The top-k next items for batches of histories (external item ids, oldest first): what the app's
+    ``/recommend/next`` and the pyfunc model both answer."""
+
+    def __init__(self, model: SequentialRecommender, batch_size: int = 256):
+        self.model, self.batch_size = model, batch_size
+        cfg = model.config
+        self.index = {item: i + 1 for i, item in enumerate(cfg.item_ids)}
+        self.item_ids = ["<pad>", *cfg.item_ids]
+        self.popularity = torch.tensor(cfg.popularity, dtype=torch.float32)
+
+    @torch.no_grad()
+    def top(self, histories: list[list[str]], ks: list[int], exclude_seen: list[bool]) -> list[NextItems]:
+        known = [[self.index[i] for i in h if i in self.index] for h in histories]
+        usable = [n for n, h in enumerate(known) if h]
+        scores: dict[int, Tensor] = {}
+        for start in range(0, len(usable), self.batch_size):
+            rows = usable[start : start + self.batch_size]
+            batch = self.model.scores(pad_left([known[n] for n in rows], self.model.config.max_len)).float()
+            scores.update(zip(rows, batch))
+        out = []
+        for n, (history, k, exclude) in enumerate(zip(histories, ks, exclude_seen)):
+            s = scores[n].clone() if known[n] else self.popularity.clone()
+            s[0] = -math.inf
+            if exclude and known[n]:
+                s[torch.tensor(known[n])] = -math.inf
+            top = s.topk(min(k, int(torch.isfinite(s).sum())))
+            out.append(NextItems(items=[self.item_ids[j] for j in top.indices.tolist()], scores=top.values.tolist(),
+                                 unknown_items=[i for i in history if i not in self.index],
+                                 fallback=None if known[n] else "popularity"))  # fmt: skip
+        return out

@@ -13,7 +13,7 @@ from ray import serve
 from services.common.serving import Answer, Message, ModelServer, Refusal
 
 from .ctr import Schema
-from .sequences import pad_left
+from .sequential import NextItemRanker
 
 
 @dataclass
@@ -49,10 +49,7 @@ class RecommendServer(ModelServer):
         super()._load(key, name, version)
         model = self.models[key]
         if key == "next":
-            cfg = model.config
-            self.item_index = {item: i + 1 for i, item in enumerate(cfg.item_ids)}
-            self.item_ids = ["<pad>", *cfg.item_ids]
-            self.popularity = torch.tensor(cfg.popularity, dtype=torch.float32)
+            self.ranker = NextItemRanker(model)
             embeddings = model.items.weight.detach()
             self.unit_embeddings = embeddings / embeddings.norm(dim=1, keepdim=True).clamp_min(1e-12)
         else:
@@ -75,31 +72,12 @@ class RecommendServer(ModelServer):
                 out[i] = self._similar(r)
         return out  # type: ignore[return-value]
 
-    @torch.no_grad()
     def _next(self, requests: list[Next]) -> list[dict[str, Any]]:
-        model = self.models["next"]
-        histories, unknown = [], []
-        for r in requests:
-            ids = [str(i) for i in r.history]
-            histories.append([self.item_index[i] for i in ids if i in self.item_index])
-            unknown.append([i for i in ids if i not in self.item_index])
-        usable = [h for h in histories if h]
-        scores = model.scores(pad_left(usable, model.config.max_len)) if usable else None
-        results, row = [], 0
-        for r, history, missing in zip(requests, histories, unknown):
-            if history:
-                s, fallback = scores[row].clone(), None
-                row += 1
-            else:
-                s, fallback = self.popularity.clone(), "popularity"
-            s[0] = -np.inf
-            if r.exclude_seen and history:
-                s[torch.tensor(history)] = -np.inf
-            k = min(r.k, int(torch.isfinite(s).sum()))
-            top = s.topk(k)
-            items = [{"item": self.item_ids[i], "score": float(v)} for v, i in zip(top.values, top.indices.tolist())]
-            results.append({"items": items, "unknown_items": missing, "fallback": fallback, "model": self._ref("next")})
-        return results
+        answers = self.ranker.top([[str(i) for i in r.history] for r in requests], [r.k for r in requests],
+                                  [r.exclude_seen for r in requests])  # fmt: skip
+        return [{"items": [{"item": i, "score": float(v)} for i, v in zip(a.items, a.scores)],
+                 "unknown_items": a.unknown_items, "fallback": a.fallback, "model": self._ref("next")}
+                for a in answers]  # fmt: skip
 
     @torch.no_grad()
     def _rank(self, request: Rank) -> Answer:
@@ -123,12 +101,13 @@ class RecommendServer(ModelServer):
     @torch.no_grad()
     def _similar(self, request: Similar) -> Answer:
         item = request.item
-        if item not in self.item_index:
+        index = self.ranker.index.get(item)
+        if index is None:
             return Refusal(f"item {item!r} is unknown to the model", field="id", status=404, code="not_found")
-        index = self.item_index[item]
         sims = self.unit_embeddings @ self.unit_embeddings[index]
         sims[0] = -np.inf
         sims[index] = -np.inf
-        top = sims.topk(min(request.k, len(self.item_ids) - 2))
-        similar = [{"item": self.item_ids[i], "score": float(v)} for v, i in zip(top.values, top.indices.tolist())]
+        ids = self.ranker.item_ids
+        top = sims.topk(min(request.k, len(ids) - 2))
+        similar = [{"item": ids[i], "score": float(v)} for v, i in zip(top.values, top.indices.tolist())]
         return {"item": item, "similar": similar, "model": self._ref("next")}
