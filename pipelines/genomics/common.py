@@ -102,7 +102,7 @@ class GenomicsPipeline(Pipeline):
         from modelstore.registry import read_registered_config, resolve_version
 
         init = self.preset.init
-        registered = GenomicsConfig(**read_registered_config(init, resolve_version(init).version))
+        registered = GenomicsConfig(**read_registered_config(init, resolve_version(init).version)["config"])
         return dataclasses.replace(registered, **{f: getattr(own, f) for f in HEAD_FIELDS}).to_dict()
 
     def build_model(self) -> nn.Module:

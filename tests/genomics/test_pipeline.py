@@ -5,13 +5,16 @@ and command lines."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
+import torch
 
 from pipelines import genomics
 from pipelines.common import cli
 from pipelines.genomics import DOMAIN, PRESETS, GenomicsPipeline, train_in_process
+from services.genomics.tokenizer import reverse_complement
 from tests.learning import SEED, record
 
 
@@ -63,11 +66,31 @@ def test_tiny_finetune_beats_chance_on_uci_like_data():
 def test_coding_tags_on_the_shipped_chloroplast():
     pipeline = DOMAIN.pipeline("tiny-coding")
     n = len(pipeline.genome)
-    assert n == 154_478 and pipeline.test_region == (int(0.75 * n), n)
-    assert pipeline.train_region[1] <= pipeline.valid_region[0] < pipeline.valid_region[1] <= pipeline.test_region[0]
-    assert 0.4 < pipeline.tags.mean() < 0.6  # about half of the chloroplast genome codes for protein
+    assert n == 154_478 and 0.4 < pipeline.tags.mean() < 0.6  # about half of the genome codes for protein
+    covered = np.zeros(n, dtype=int)  # the parts' regions tile the genome without overlap
+    for regions in pipeline.regions.values():
+        for a, b in regions:
+            covered[a:b] += 1
+    assert (covered == 1).all()
+    sizes = {part: sum(b - a for a, b in regions) / n for part, regions in pipeline.regions.items()}
+    assert sizes == pytest.approx({"train": 5 / 8, "valid": 1 / 8, "test": 2 / 8}, abs=0.03)
+    assert len(pipeline.regions["test"]) >= 8  # test blocks spread over the genome, not one stretch
     chunks, tags = next(iter(pipeline.train_batches(0, 0, 1)))
     assert tags.shape == (len(chunks), 128)
+    train = np.zeros(n, dtype=bool)
+    for a, b in pipeline.regions["train"]:
+        train[a:b] = True
+
+    def in_training(chunk: str) -> bool:  # some occurrence (or its reverse complement's) lies in training
+        for text in (chunk, reverse_complement(chunk)):
+            at = pipeline.genome.find(text)
+            while at >= 0:
+                if train[at : at + len(text)].all():
+                    return True
+                at = pipeline.genome.find(text, at + 1)
+        return False
+
+    assert all(in_training(c) for c in chunks)
 
 
 def test_splits_are_stratified_and_reproducible():
@@ -107,3 +130,32 @@ def test_command_aliases(monkeypatch):
 def test_tasks_that_need_data_say_so():
     with pytest.raises(ValueError, match=r"nRC_train\.fasta"):
         DOMAIN.pipeline("nrc")
+
+
+def test_finetune_starts_from_a_registered_backbone(suite_env, tmp_path, monkeypatch):
+    """``--init NAME``: the shipped LM's backbone, registered into a store of this test's own, under a new
+    classification head."""
+    import mlflow
+
+    from modelstore.registry import load_registered
+    from pipelines import zoo
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    try:
+        shipped = tmp_path / "zoo"
+        shipped.mkdir()
+        (shipped / "genomics-lm-hyena").symlink_to(zoo.ZOO / "genomics-lm-hyena", target_is_directory=True)
+        zoo.register(shipped)
+        pipeline = DOMAIN.pipeline(dataclasses.replace(PRESETS["tiny-splice"], init="genomics-lm-hyena"))
+        model = pipeline.build_model()
+        pretrained, _ = load_registered("genomics-lm-hyena")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert model.config.head == "classify" and model.config.labels == pipeline.labels
+    assert model.config.l_max == pretrained.config.l_max  # the backbone's shape, not the preset's
+    ours, theirs = model.state_dict(), pretrained.state_dict()
+    backbone = [k for k in theirs if k in ours and ours[k].shape == theirs[k].shape and "head" not in k]
+    assert len(backbone) > 10
+    assert all(torch.equal(ours[k], theirs[k]) for k in backbone)
