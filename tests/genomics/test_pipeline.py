@@ -159,3 +159,14 @@ def test_finetune_starts_from_a_registered_backbone(suite_env, tmp_path, monkeyp
     backbone = [k for k in theirs if k in ours and ours[k].shape == theirs[k].shape and "head" not in k]
     assert len(backbone) > 10
     assert all(torch.equal(ours[k], theirs[k]) for k in backbone)
+
+
+def test_a_baseline_that_beats_the_model_is_said_in_the_log(caplog):
+    # 85 training sequences of E. coli promoters: both linear baselines score every test sequence right,
+    # a HyenaDNA trained for two epochs cannot
+    pipeline = DOMAIN.pipeline(dataclasses.replace(PRESETS["promoters"], epochs=2, patience=0))
+    with caplog.at_level("WARNING", logger="attention_suite.train"):
+        evaluation = pipeline.evaluate(train_in_process(pipeline))
+    best = max(r["accuracy"] for r in evaluation.table[1:])
+    assert best > evaluation.metrics["accuracy"], evaluation.table
+    assert any("baseline beats" in r.getMessage() and "prefer it" in r.getMessage() for r in caplog.records)
