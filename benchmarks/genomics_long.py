@@ -101,7 +101,8 @@ def sweep(lengths: list[int], width: int, layers: int, budget_s: float) -> dict[
         for length in lengths:
             ok = [r for r in rows if r["status"] == "ok"]
             if ok and ok[-1]["length"] != rows[-1]["length"]:
-                rows.append({"length": length, "status": "skipped (a shorter length failed)"})
+                why = "skipped" if rows[-1]["status"].startswith("skipped") else "failed"
+                rows.append({"length": length, "status": f"skipped (a shorter length {why})"})
                 continue
             if len(ok) >= 2:
                 k = exponent([r["length"] for r in ok[-2:]], [r["seconds"] for r in ok[-2:]])
