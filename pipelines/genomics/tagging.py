@@ -76,7 +76,8 @@ class TaggingPipeline(GenomicsPipeline):
         sequence, labels = seqs.read_genbank_cds(self.data or CHLOROPLAST)
         self.genome, self.tags = sequence, labels.astype(np.int64)
         self.regions: dict[str, list[tuple[int, int]]] = {part: [] for part in set(SPLIT_CYCLE)}
-        block = self.preset.block
+        # a short genome gets shorter blocks, so that every part has at least one
+        block = max(1, min(self.preset.block, len(sequence) // len(SPLIT_CYCLE)))
         for i, start in enumerate(range(0, len(sequence), block)):
             part = self.regions[SPLIT_CYCLE[i % len(SPLIT_CYCLE)]]
             end = min(start + block, len(sequence))
@@ -98,7 +99,10 @@ class TaggingPipeline(GenomicsPipeline):
         # window starts: every start whose window lies inside one training region, drawn uniformly
         regions = [(a, b - window + 1) for a, b in self.regions["train"] if b - a >= window]
         if not regions:
-            raise ValueError(f"no run of training blocks holds a {window}-base window: raise the preset's block")
+            raise ValueError(
+                f"the genome ({len(self.genome):,} bases) is too short for {window}-base training "
+                "windows in its training blocks: use a preset with shorter windows"
+            )
         offsets = np.cumsum([0] + [b - a for a, b in regions])
         for _ in range(p.steps):
             batch = max(1, p.tokens_per_step // window)

@@ -170,3 +170,12 @@ def test_a_baseline_that_beats_the_model_is_said_in_the_log(caplog):
     best = max(r["accuracy"] for r in evaluation.table[1:])
     assert best > evaluation.metrics["accuracy"], evaluation.table
     assert any("baseline beats" in r.getMessage() and "prefer it" in r.getMessage() for r in caplog.records)
+
+
+def test_a_short_genome_gets_every_part_of_the_block_split():
+    from tests.genomics.test_sequences import DATA
+
+    pipeline = DOMAIN.pipeline("tiny-coding", str(DATA / "NC_000932_7kb.gb"))  # 7 kb: shorter blocks
+    assert all(pipeline.regions[part] for part in ("train", "valid", "test"))
+    chunks, tags = next(iter(pipeline.train_batches(0, 0, 1)))
+    assert tags.shape == (len(chunks), 128)
