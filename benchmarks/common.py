@@ -62,7 +62,8 @@ def machine() -> str:
 
 def provenance() -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"Measured {now}, commit `{git_commit()}`, on {machine()}."
+    load = os.getloadavg()[2]  # other work on a shared machine skews absolute times (ratios less)
+    return f"Measured {now}, commit `{git_commit()}`, on {machine()}; load average {load:.1f} over the last 15 min."
 
 
 def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
