@@ -81,6 +81,7 @@ print(json.dumps({"median_s": statistics.median(times), "checksum": float(out.do
 
 def export_tree(rev: str, into: Path) -> Path:
     """``rev``'s files (tracked, as committed) under ``into``."""
+    into.mkdir(parents=True, exist_ok=True)
     archive = into / "tree.tar"
     subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), rev], cwd=ROOT, check=True)
     with tarfile.open(archive) as tar:

@@ -48,8 +48,15 @@ def next_items(model: SequentialRecommender, model_input: Any, **params: Any) ->
     exclude_seen = flag(params, "exclude_seen", True)
     histories = [[str(item) for item in _history(value, i)]
                  for i, value in enumerate(frame(model_input, required=["history"])["history"])]  # fmt: skip
-    answers = NextItemRanker(model, BATCH).top(histories, [k] * len(histories), [exclude_seen] * len(histories))
+    answers = _ranker(model).top(histories, [k] * len(histories), [exclude_seen] * len(histories))
     return pd.DataFrame([dataclasses.asdict(a) for a in answers])
+
+
+def _ranker(model: SequentialRecommender) -> NextItemRanker:
+    """The model's ranker, built on its first call (the item index is the size of the catalogue)."""
+    if "_ranker" not in model.__dict__:
+        model.__dict__["_ranker"] = NextItemRanker(model, BATCH)
+    return model.__dict__["_ranker"]
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from services.pointer import problems
 from services.pointer.app import build_app
 
 from .fuzzing import fuzz
+from .promotion import register_copy
 
 ROUTE = "/pointer-test"
 
@@ -193,10 +194,6 @@ def test_fuzzing_the_openapi_finds_nothing(client):
 def test_a_newly_promoted_champion_is_served_without_a_redeploy(ray_cluster, trained_tsp):
     """Promote a new version of the TSP model: the app (following @champion every second) serves it
     within seconds, and keeps answering while it switches."""
-    import mlflow
-
-    from pipelines.common.tracking import set_experiment
-
     name = registered_name("tsp", "attention")
     serve.run(
         build_app({"models": {"convex_hull": None, "delaunay": None}, "refresh_s": 1}),
@@ -206,20 +203,15 @@ def test_a_newly_promoted_champion_is_served_without_a_redeploy(ray_cluster, tra
     try:
         with httpx.Client(base_url=ray_cluster["http"] + "/pointer-follow", timeout=60) as c:
             before = c.get("/version").json()["tsp"]["version"]
-            model, _ = registry.load_registered(name)
-            meta = registry.read_registered_config(name, before)
-            with mlflow.start_run(experiment_id=set_experiment("pointer").experiment_id):
-                new = registry.log_model(
-                    model, meta["config"], builder=meta["builder"], registered_name=name, predict=meta.get("predict")
-                )
-            registry.set_champion(name, new.version)
+            new = register_copy(name, before, "pointer")
+            registry.set_champion(name, new)
             statuses, served, start = [], before, time.monotonic()
-            while served != new.version and time.monotonic() - start < 60:
+            while served != new and time.monotonic() - start < 60:
                 statuses.append(c.post("/tsp", json={"points": _points(8)}).status_code)
                 served = c.get("/version").json()["tsp"]["version"]
-            print(f"v{before} -> v{new.version} served after {time.monotonic() - start:.1f} s")
-            assert served == new.version and set(statuses) <= {200}
-            assert c.post("/tsp", json={"points": _points(8)}).json()["model"]["version"] == new.version
+            print(f"v{before} -> v{new} served after {time.monotonic() - start:.1f} s")
+            assert served == new and set(statuses) <= {200}
+            assert c.post("/tsp", json={"points": _points(8)}).json()["model"]["version"] == new
     finally:
         registry.set_champion(name, before)
         serve.delete("pointer-follow")

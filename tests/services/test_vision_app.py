@@ -16,6 +16,7 @@ from ray import serve
 from services.vision.app import build_app
 
 from .fuzzing import fuzz
+from .promotion import register_copy
 
 ROUTE = "/vision-test"
 
@@ -111,10 +112,7 @@ def test_a_newly_promoted_champion_is_served_without_a_redeploy(ray_cluster, tra
     VAN model after it was loaded, and the app (looking every second) serves it with no redeploy."""
     import time
 
-    import mlflow
-
     from modelstore import registry
-    from pipelines.common.tracking import set_experiment
 
     name = "vision-van-digits"
     app = build_app({"models": {"van": name, "biformer": None, "agent": None}, "refresh_s": 1})
@@ -123,20 +121,15 @@ def test_a_newly_promoted_champion_is_served_without_a_redeploy(ray_cluster, tra
     try:
         with httpx.Client(base_url=ray_cluster["http"] + "/vision-follow", timeout=120) as c:
             assert c.post("/classify", files={"file": ("x.png", _png())}).json()["model"]["version"] == before
-            model, _ = registry.load_registered(name)
-            meta = registry.read_registered_config(name, before)
-            with mlflow.start_run(experiment_id=set_experiment("vision").experiment_id):
-                new = registry.log_model(
-                    model, meta["config"], builder=meta["builder"], registered_name=name, predict=meta.get("predict")
-                )
-            registry.set_champion(name, new.version)
+            new = register_copy(name, before, "vision")
+            registry.set_champion(name, new)
             statuses, served, start = [], before, time.monotonic()
-            while served != new.version and time.monotonic() - start < 60:
+            while served != new and time.monotonic() - start < 60:
                 r = c.post("/classify", files={"file": ("x.png", _png())})
                 statuses.append(r.status_code)
                 served = r.json()["model"]["version"] if r.status_code == 200 else served
-            print(f"v{before} -> v{new.version} served after {time.monotonic() - start:.1f} s")
-            assert served == new.version and set(statuses) <= {200}
+            print(f"v{before} -> v{new} served after {time.monotonic() - start:.1f} s")
+            assert served == new and set(statuses) <= {200}
             assert c.get("/version").json()["van"] == {**registry.resolve_version(name).to_dict()}
     finally:
         registry.set_champion(name, before)
