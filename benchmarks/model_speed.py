@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.model_speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", help="the commit to compare every case with (default: each case's own)")
     parser.add_argument("--reps", type=int, default=7, help="timed forwards per process (median taken)")
-    parser.add_argument("--rounds", type=int, default=2, help="processes per tree and case, alternating")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per tree and case, alternating")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     parser.add_argument("--write", action="store_true", help="replace the model_speed section of RESULTS.md")
     args = parser.parse_args(argv)
