@@ -3,6 +3,7 @@ command, and the layout matches the architecture."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -23,6 +24,19 @@ def test_readme_example_runs():
 def test_readme_opens_with_the_two_commands():
     head = (ROOT / "README.md").read_text()[:1200]
     assert "make up" in head and "make test" in head
+
+
+def test_readme_requests_run_as_written():
+    """Every curl example names files a clone has and sends JSON with no placeholder left in it."""
+    readme = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    curls = [line for line in readme.splitlines() if line.startswith("curl ")]
+    assert len(curls) >= 10, "README lost its request examples"
+    for line in curls:
+        for path in re.findall(r"=@(\S+)", line):
+            assert (ROOT / path).is_file(), f"{line}: {path} is not in the repository"
+        for body in re.findall(r"-d '(.*?)'", line):
+            assert "..." not in body, f"{line}: a placeholder in the body"
+            json.loads(body)
 
 
 def test_ci_runs_make_test_only():
