@@ -44,6 +44,10 @@ else
     export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
     network=()
   fi
+  # Its workers ask this head's State API and no other: Ray Train's placement-group cleaner otherwise
+  # asks the cluster it auto-detects, and another cluster on the machine, not knowing the training's
+  # controller, gets its placement groups removed (seen with two heads on one machine).
+  export RAY_API_SERVER_ADDRESS="$RAY_API"
   ray start --head "${network[@]}" --temp-dir "$RAY_TMP" --port "$GCS_PORT" --num-cpus "${RAY_NUM_CPUS:-2}" \
     --include-dashboard true --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" \
     --dashboard-agent-listen-port "${RAY_AGENT_PORT:-52365}" --ray-client-server-port "${RAY_CLIENT_PORT:-10001}" \
