@@ -142,6 +142,7 @@ def export(
     tolerance: float = 0.005,
     notes: str = "",
     data: str | None = None,
+    wall_time_s: int | None = None,
 ) -> Path:
     """Write registered ``name`` v``version`` (and its run's record) as a zoo entry under ``out``."""
     import mlflow
@@ -173,7 +174,7 @@ def export(
         "split": _split_of(run.data.params),
         "command": command,
         "epochs": len({m.step for m in epochs}),
-        "wall_time_s": round(((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000),
+        "wall_time_s": wall_time_s or round(((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, 1 Ray Train worker",
         "metrics": {k: round(float(v), 6) for k, v in sorted(metrics.items())},
         "headline": {
@@ -270,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--float32", action="store_true", help="keep float32 weights (default float16)")
     e.add_argument("--tolerance", type=float, default=0.005, help="re-measurement tolerance of the headline")
     e.add_argument("--notes", default="")
+    e.add_argument(
+        "--wall-time-s",
+        type=int,
+        help="the training's wall time (default: the MLflow run's start to "
+        "end, which counts the pause of a run resumed later)",
+    )
     e.add_argument("--data", help="the data, as a clone names it (default: the run's --data)")
     e.add_argument("--out", type=Path, default=ZOO)
     args = parser.parse_args(argv)
@@ -285,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             args.name, args.version, out=args.out, command=args.train_command, headline=args.headline,
             target=args.target, met=met, data_licence=args.data_licence, commit=args.commit,
             half=not args.float32, tolerance=args.tolerance, notes=args.notes, data=args.data,
+            wall_time_s=args.wall_time_s,
         )  # fmt: skip
         print(f"wrote {entry}")
     return 0
