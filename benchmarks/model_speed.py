@@ -21,23 +21,33 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from pipelines.common.tracking import markdown_table
 
 from .common import ROOT, provenance, write_section
 
-# name: (builder expression, input expression, default baseline, the kernels issue's ours/official ratio at
-# 8faecdf or None). The expressions run inside the measured tree with torch imported. The baseline is
-# 8faecdf, the code the issue measured against the official implementations, except for BiFormer, whose
-# architecture changed after it (the fidelity fix), so 8faecdf cannot load its weights: c55940d is the
-# first commit with today's BiFormer.
+
+class Case(NamedTuple):
+    """A model and input to time: expressions run inside the measured tree with torch imported."""
+
+    build: str
+    make_input: str
+    baseline: str  # the commit compared with by default
+    issue_ratio: float | None  # the kernels issue's ours/official forward time, measured at ISSUE_COMMIT
+
+
+ISSUE_COMMIT = "8faecdf"
+# Each case's baseline is ISSUE_COMMIT, the code the issue measured against the official implementations,
+# except for BiFormer, whose architecture changed after it (the fidelity fix), so ISSUE_COMMIT cannot load its
+# weights: c55940d is the first commit with today's BiFormer.
 CASES = {
-    "van_b0-1": ("vision('van_b0')", "torch.randn(1, 3, 224, 224)", "8faecdf", 0.95),
-    "van_b0-8": ("vision('van_b0')", "torch.randn(8, 3, 224, 224)", "8faecdf", 0.88),
-    "biformer_tiny-1": ("vision('biformer_tiny')", "torch.randn(1, 3, 224, 224)", "c55940d", None),
-    "biformer_tiny-8": ("vision('biformer_tiny')", "torch.randn(8, 3, 224, 224)", "c55940d", None),
-    "hyena_tiny-4k": ("hyena(4096)", "tokens(4096)", "8faecdf", 1.04),
-    "hyena_tiny-32k": ("hyena(32768)", "tokens(32768)", "8faecdf", 1.10),
+    "van_b0-1": Case("vision('van_b0')", "torch.randn(1, 3, 224, 224)", ISSUE_COMMIT, 0.95),
+    "van_b0-8": Case("vision('van_b0')", "torch.randn(8, 3, 224, 224)", ISSUE_COMMIT, 0.88),
+    "biformer_tiny-1": Case("vision('biformer_tiny')", "torch.randn(1, 3, 224, 224)", "c55940d", None),
+    "biformer_tiny-8": Case("vision('biformer_tiny')", "torch.randn(8, 3, 224, 224)", "c55940d", None),
+    "hyena_tiny-4k": Case("hyena(4096)", "tokens(4096)", ISSUE_COMMIT, 1.04),
+    "hyena_tiny-32k": Case("hyena(32768)", "tokens(32768)", ISSUE_COMMIT, 1.10),
 }
 
 # Runs in the measured tree (its own services/ on sys.path); prints one JSON line.
@@ -95,7 +105,7 @@ def short_rev(rev: str) -> str:
 
 
 def time_case(tree: Path, case: str, weights: Path, reps: int) -> dict:
-    build, make_input = CASES[case][:2]
+    build, make_input = CASES[case].build, CASES[case].make_input
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "TRITON_INTERPRET": "1"}
     done = subprocess.run([sys.executable, "-c", WORKER, build, make_input, str(weights), str(reps)],
                           cwd=tree, env=env, capture_output=True, text=True, timeout=1800)  # fmt: skip
@@ -120,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         trees: dict[str, Path] = {}
+        issue_rev = short_rev(ISSUE_COMMIT)
         for i, case in enumerate(cases, 1):
-            rev = short_rev(args.baseline or CASES[case][2])
+            rev = short_rev(args.baseline or CASES[case].baseline)
             if rev not in trees:
                 trees[rev] = export_tree(rev, Path(tmp) / rev)
             weights = Path(tmp) / f"{case}.pt"
@@ -132,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 theirs.append(time_case(trees[rev], case, weights, args.reps))
             same = abs(ours[0]["checksum"] - theirs[0]["checksum"]) <= 1e-4 * max(1e-12, abs(theirs[0]["checksum"]))
             a, b = min(o["median_s"] for o in ours), min(t["median_s"] for t in theirs)
-            official = CASES[case][3] if rev == short_rev("8faecdf") else None
+            official = CASES[case].issue_ratio if rev == issue_rev else None
             derived = round(a / b * official, 2) if official is not None else "-"
             rows.append({"case": case, "ours_ms": round(a * 1e3, 1), "baseline_ms": round(b * 1e3, 1), "baseline": rev,
                          "ratio": round(a / b, 3), "same_output": same, "issue_ours_per_official": official or "-",

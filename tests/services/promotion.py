@@ -8,11 +8,11 @@ def register_copy(name: str, version: str, domain: str) -> str:
     ``domain``'s experiment) and return the new version's number; the caller promotes it."""
     import mlflow
 
-    from modelstore import registry
+    from modelstore import artifacts, registry
     from pipelines.common.tracking import set_experiment
 
-    model, _ = registry.load_registered(name, version=version)
-    meta = registry.read_registered_config(name, version)
+    directory = artifacts.find_model_dir(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    model, meta = artifacts.load_model(directory), artifacts.read_config(directory)
     with mlflow.start_run(experiment_id=set_experiment(domain).experiment_id):
         info = registry.log_model(
             model, meta["config"], builder=meta["builder"], registered_name=name, predict=meta.get("predict")
