@@ -170,7 +170,7 @@ def test_pointer_page_draws_the_tour_of_clicked_points(page, suite):
     assert len(tour) == 9 and tour[0] == tour[-1]  # 8 points, closed
     length, model_length, exact = (float(_text(page, f"#{k}")) for k in ("length", "model-length", "exact-length"))
     assert exact <= length + 1e-6 and length <= model_length + 1e-6
-    assert _text(page, "#gap").endswith("%") and _text(page, "#model").startswith("pointer-tsp-ptrnet v")
+    assert _text(page, "#gap").endswith("%") and _text(page, "#model").startswith("pointer-tsp-attention v")
     _shot(page, "pointer")
 
     page.click("#clear")  # two points: the API refuses, and the page shows its message
