@@ -139,16 +139,19 @@ def load_registered(
     """Download and rebuild a registered model version (resolved once, so a moving alias cannot
     change it mid-load)."""
     info = resolve_version(name, alias=alias, version=version)
-    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{info.version}")
-    model = load_model(find_model_dir(local))
+    model = load_model(download_version(name, info.version))
     log.info("loaded %s version %s (run %s)", name, info.version, info.run_id)
     return model, info
 
 
+def download_version(name: str, version: str) -> Path:
+    """The local directory holding a registered version's weights and JSON config (downloaded once)."""
+    return find_model_dir(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+
+
 def read_registered_config(name: str, version: str) -> dict[str, Any]:
     """The JSON config of a registered version (its builder and model config), without building it."""
-    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{version}")
-    return read_config(find_model_dir(local))
+    return read_config(download_version(name, version))
 
 
 def set_champion(name: str, version: str) -> None:

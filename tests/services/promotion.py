@@ -11,7 +11,7 @@ def register_copy(name: str, version: str, domain: str) -> str:
     from modelstore import artifacts, registry
     from pipelines.common.tracking import set_experiment
 
-    directory = artifacts.find_model_dir(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    directory = registry.download_version(name, version)
     model, meta = artifacts.load_model(directory), artifacts.read_config(directory)
     with mlflow.start_run(experiment_id=set_experiment(domain).experiment_id):
         info = registry.log_model(
