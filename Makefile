@@ -42,7 +42,7 @@ learning-spread: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.core_scaling --write
 
-# MLflow + Ray head + training of missing models (Ray jobs) + every Serve app; prints the URLs.
+# MLflow + Ray head, the zoo registered as champions, every Serve app (nothing trains); prints the URLs.
 up: $(STAMP)
 	deploy/up.sh
 
