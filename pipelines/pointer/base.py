@@ -1,6 +1,7 @@
 """What both pointer trainings share: the preset (the model's :class:`PointerConfig` nested, the sizes of
-the generated instances, the evaluation size), the registered name, a quick validation each epoch and the
-evaluation the champion comparison uses. :mod:`.supervised` and :mod:`.reinforce` add how to train.
+the generated instances, the evaluation size), the registered name, a quick validation each epoch (the
+best epoch's weights are the ones registered, as in the other domains) and the evaluation the champion
+comparison uses. :mod:`.supervised` and :mod:`.reinforce` add how to train.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.common.contract import Evaluation, Pipeline, TrainPreset
+from pipelines.common.contract import BestEpoch, Evaluation, Pipeline, TrainPreset
 from services.pointer.decoding import greedy
 from services.pointer.models import PointerConfig
 from services.pointer.solver import Options
@@ -28,6 +29,7 @@ class PointerPreset(TrainPreset):
     steps: int = 100  # optimizer steps per epoch (all workers together)
     eval_n: int = 20  # the size the champion comparison evaluates at
     eval_size: int = 500
+    patience: int = 0  # epochs without a better validation score before stopping (0: never stop early)
 
 
 def registered_name(task: str, kind: str) -> str:
@@ -47,6 +49,7 @@ class PointerPipeline(Pipeline):
     def __init__(self, preset: PointerPreset, data: str | None = None):
         super().__init__(preset, data)
         self.problem = problem(preset.model.task)
+        self.best = BestEpoch(preset.patience)
 
     @property
     def registered_name(self) -> str:
@@ -63,7 +66,22 @@ class PointerPipeline(Pipeline):
         return rng.integers(self.preset.n_min, self.preset.n_max + 1, size=count).tolist()
 
     def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        return self.validate(model)
+        metrics = self.validate(model)
+        value = metrics[f"val/{self.problem.primary}"]
+        self.best.update(value if self.problem.higher_is_better else -value, epoch, model)
+        return {**metrics, "val/best_epoch": float(self.best.best_epoch)}
+
+    def should_stop(self) -> bool:
+        return self.best.should_stop()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best.load_state_dict(state.get("best", {}))  # checkpoints from before best-epoch selection: none
+
+    def finalize(self, model: nn.Module) -> None:
+        self.best.restore(model)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         """A quick greedy check on a fixed small set, every epoch."""

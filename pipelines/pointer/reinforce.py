@@ -124,11 +124,13 @@ class ReinforcePipeline(PointerPipeline):
 
     def state_dict(self) -> dict[str, Any]:
         return {
+            **super().state_dict(),
             "baseline": None if self.baseline is None else self.baseline.state_dict(),
             "baseline_ema": self.baseline_ema,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         self.baseline_ema = state.get("baseline_ema")
         if state.get("baseline") is not None:
             self.baseline = self.build_model().eval()
