@@ -1,7 +1,8 @@
 """What a domain gives the harness: its presets, a :class:`Pipeline` and the :class:`Evaluation` it returns.
 
 A domain subclasses :class:`Pipeline` with: presets, how to build the model, its training batches for each
-worker, one loss step, optional end-of-epoch work (validation, baselines), and an evaluation. The loop
+worker, one loss step, optional end-of-epoch work (baselines), and an evaluation; :class:`ValidatedPipeline`
+adds best-epoch selection and early stopping on a validation score. The loop
 (:mod:`.loop`) runs it on every worker; the driver (:mod:`.driver`) evaluates, registers and promotes.
 """
 
@@ -147,9 +148,8 @@ class Pipeline(ABC):
 
 
 class BestEpoch:
-    """Early stopping on a validation score (higher is better): remembers the best epoch and its weights,
-    counts epochs without improvement; a pipeline checkpoints :meth:`state_dict` and, in ``finalize``,
-    loads :attr:`best_state` into the model."""
+    """Early stopping on a validation score (higher is better): remembers the best epoch and its weights and
+    counts epochs without improvement (:class:`ValidatedPipeline` checkpoints it and restores the best)."""
 
     def __init__(self, patience: int = 0):
         self.patience = patience  # 0 = never stop early
@@ -182,6 +182,48 @@ class BestEpoch:
         self.best_epoch = state.get("best_epoch", -1)
         self.stale = state.get("stale", 0)
         self.best_state = state.get("best_state")
+
+
+@dataclass
+class ValidatedPreset(TrainPreset):
+    """The preset of a :class:`ValidatedPipeline`."""
+
+    patience: int = 0  # epochs without a better validation score before stopping (0: never stop early)
+
+
+class ValidatedPipeline(Pipeline):
+    """A pipeline validated after every epoch on data apart from its test set: the best epoch's weights are
+    the ones evaluated and registered, and training stops after ``preset.patience`` epochs without a better
+    validation score. A domain says how to validate (:meth:`validate`); the rest is here."""
+
+    preset: ValidatedPreset
+
+    def __init__(self, preset: ValidatedPreset, data: str | None = None):
+        super().__init__(preset, data)
+        self.best = BestEpoch(preset.patience)
+
+    @abstractmethod
+    def validate(self, model: nn.Module) -> tuple[dict[str, float], float]:
+        """Validation metrics (logged as ``val/<name>``) and the score the best epoch is chosen by (higher is
+        better)."""
+
+    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        metrics, score = self.validate(model)
+        self.best.update(score, epoch, model)
+        return {**{f"val/{k}": v for k, v in metrics.items()}, "val/best_epoch": float(self.best.best_epoch)}
+
+    def should_stop(self) -> bool:
+        return self.best.should_stop()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # checkpoints written before this class kept the best epoch's fields at the top level
+        self.best.load_state_dict(state.get("best", state))
+
+    def finalize(self, model: nn.Module) -> None:
+        self.best.restore(model)
 
 
 def _rebuild(cls: type, values: dict[str, Any]):

@@ -133,10 +133,10 @@ class ClassifyPipeline(GenomicsPipeline):
         loss = F.cross_entropy(logits, targets)
         return {"loss": loss, "accuracy": float((logits.argmax(-1) == targets).float().mean())}
 
-    def validate(self, model: GenomicsModel) -> dict[str, float]:
+    def validate(self, model: GenomicsModel) -> tuple[dict[str, float], float]:
         probs = inference.class_probabilities(model, [e.sequence for e in self.valid]).values
         accuracy = float((np.argmax(probs, 1) == [e.label for e in self.valid]).mean())
-        return {"accuracy": accuracy, "score": accuracy}
+        return {"accuracy": accuracy}, accuracy
 
     # ------------------------------------------------------------------------------------- evaluation
     def evaluate(self, model: GenomicsModel) -> Evaluation:

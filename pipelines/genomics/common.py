@@ -1,7 +1,7 @@
 """What the four genomics pipelines share: the preset fields every task has (the model's own config nested,
-a registered model to start from, early stopping, a weight average), identity and model building, the
-end-of-epoch validation with :class:`BestEpoch`, batches of labelled sequences, and training in-process
-on the harness's loop."""
+a registered model to start from, a weight average), identity and model building, validating the weight
+average when there is one, batches of labelled sequences, and training in-process on the harness's loop
+(best-epoch selection comes from :class:`ValidatedPipeline`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.common.contract import BestEpoch, Pipeline, TrainPreset
+from pipelines.common.contract import Pipeline, ValidatedPipeline, ValidatedPreset
 from pipelines.common.driver import final_model
 from services.genomics.models import GenomicsConfig, GenomicsModel
 from services.genomics.models import preset as model_preset
@@ -33,17 +33,16 @@ WINDOW_SLACK = 2  # HyenaDNA sizes l_max as the window + 2 (its [CLS] ... [SEP] 
 
 
 @dataclass
-class GenomicsPreset(TrainPreset):
+class GenomicsPreset(ValidatedPreset):
     """``model`` is the whole model config: ``task`` names the registered model (``genomics-<task>-<arch>``)
     and the service's task, ``rc_average`` also turns on reverse-complement augmentation in training."""
 
     model: GenomicsConfig = field(default_factory=lambda: model_preset("tiny-1k"))
     init: str = ""  # registered model whose backbone starts fine-tuning ("" = from scratch)
-    patience: int = 0  # stop after this many epochs without a better validation score (0 = never)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept (0 = off)
 
 
-class GenomicsPipeline(Pipeline):
+class GenomicsPipeline(ValidatedPipeline):
     """One task's pipeline; subclasses load their data, batch it, take a loss step, validate and evaluate."""
 
     domain = "genomics"
@@ -55,7 +54,6 @@ class GenomicsPipeline(Pipeline):
 
     def __init__(self, preset: GenomicsPreset, data: str | None = None):
         super().__init__(preset, data)
-        self.best = BestEpoch(preset.patience)
         self.ema: dict[str, torch.Tensor] | None = None
         self.load_data()
 
@@ -135,10 +133,6 @@ class GenomicsPipeline(Pipeline):
     def batch_loss(self, model: GenomicsModel, batch: Any) -> dict[str, Any]:
         """``{"loss": tensor, **scalar metrics}`` of one batch."""
 
-    @abstractmethod
-    def validate(self, model: GenomicsModel) -> dict[str, float]:
-        """Validation metrics and ``score`` (higher is better) for model selection."""
-
     # ------------------------------------------------------------------------------------- training
     def train_step(self, model: nn.Module, batch: Any) -> dict[str, Any]:
         if self.preset.ema:
@@ -146,16 +140,15 @@ class GenomicsPipeline(Pipeline):
         return self.batch_loss(model, batch)
 
     def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        current = None
-        if self.ema is not None:  # validate (and keep) the averaged weights
-            self._update_ema(model)
-            current = copy.deepcopy(model.state_dict())
-            model.load_state_dict(self.ema)
-        result = self.validate(model)
-        self.best.update(result.pop("score"), epoch, model)
-        if current is not None:
+        if self.ema is None:
+            return super().end_epoch(model, epoch)
+        self._update_ema(model)  # validate (and keep, when best) the averaged weights
+        current = copy.deepcopy(model.state_dict())
+        model.load_state_dict(self.ema)
+        try:
+            return super().end_epoch(model, epoch)
+        finally:
             model.load_state_dict(current)
-        return {**{f"val/{k}": v for k, v in result.items()}, "val/best_epoch": float(self.best.best_epoch)}
 
     @torch.no_grad()
     def _update_ema(self, model: nn.Module) -> None:
@@ -171,18 +164,12 @@ class GenomicsPipeline(Pipeline):
             else:
                 self.ema[k].copy_(v)
 
-    def should_stop(self) -> bool:
-        return self.best.should_stop()
-
     def state_dict(self) -> dict[str, Any]:
-        return {**self.best.state_dict(), "ema": self.ema}
+        return {**super().state_dict(), "ema": self.ema}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best.load_state_dict(state)
+        super().load_state_dict(state)
         self.ema = state.get("ema")
-
-    def finalize(self, model: nn.Module) -> None:
-        self.best.restore(model)
 
 
 def example_batches(pipeline: GenomicsPipeline, examples: list[Example], epoch: int, rank: int, world_size: int,

@@ -126,9 +126,9 @@ class LMPipeline(GenomicsPipeline):
         ids, mask = model.tokenizer.batch(batch[0], add_special=False)
         return {"loss": model.lm_loss(ids, mask)}
 
-    def validate(self, model: GenomicsModel) -> dict[str, float]:
+    def validate(self, model: GenomicsModel) -> tuple[dict[str, float], float]:
         bpb = inference.bits_per_base(model, self.valid)
-        return {"bits_per_base": bpb, "score": -bpb}
+        return {"bits_per_base": bpb}, -bpb
 
     # ------------------------------------------------------------------------------------- evaluation
     def evaluate(self, model: GenomicsModel) -> Evaluation:

@@ -74,9 +74,9 @@ class MLMPipeline(GenomicsPipeline):
         logits = model(inputs, mask)
         return {"loss": F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))}
 
-    def validate(self, model: GenomicsModel) -> dict[str, float]:
+    def validate(self, model: GenomicsModel) -> tuple[dict[str, float], float]:
         loss, accuracy = self.mlm_metrics(model, self.valid)
-        return {"mlm_loss": loss, "mlm_accuracy": accuracy, "score": -loss}
+        return {"mlm_loss": loss, "mlm_accuracy": accuracy}, -loss
 
     @torch.no_grad()
     def mlm_metrics(self, model: GenomicsModel, sequences: list[str]) -> tuple[float, float]:

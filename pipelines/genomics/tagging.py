@@ -123,9 +123,9 @@ class TaggingPipeline(GenomicsPipeline):
         logits = model(ids, mask)
         return {"loss": F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))}
 
-    def validate(self, model: GenomicsModel) -> dict[str, float]:
+    def validate(self, model: GenomicsModel) -> tuple[dict[str, float], float]:
         metrics = self.tag_metrics(model, "valid")
-        return {**metrics, "score": metrics["mcc"]}
+        return metrics, metrics["mcc"]
 
     def part(self, values: np.ndarray, part: str) -> np.ndarray:
         """``values`` (one per base of the genome) over the part's regions, concatenated."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.common.contract import BestEpoch, Evaluation, Pipeline, TrainPreset
+from pipelines.common.contract import Evaluation, ValidatedPipeline, ValidatedPreset
 from services.pointer.decoding import greedy
 from services.pointer.models import PointerConfig
 from services.pointer.solver import Options
@@ -22,14 +22,13 @@ from .scoring import draw_examples, evaluate_decode, problem, test_set
 
 
 @dataclass
-class PointerPreset(TrainPreset):
+class PointerPreset(ValidatedPreset):
     model: PointerConfig = field(default_factory=PointerConfig)
     n_min: int = 20  # training instances have n_min..n_max points (one size per batch)
     n_max: int = 20
     steps: int = 100  # optimizer steps per epoch (all workers together)
     eval_n: int = 20  # the size the champion comparison evaluates at
     eval_size: int = 500
-    patience: int = 0  # epochs without a better validation score before stopping (0: never stop early)
 
 
 def registered_name(task: str, kind: str) -> str:
@@ -37,7 +36,7 @@ def registered_name(task: str, kind: str) -> str:
     return f"pointer-{task.replace('_', '-')}-{kind}"
 
 
-class PointerPipeline(Pipeline):
+class PointerPipeline(ValidatedPipeline):
     """A pointer model on generated uniform points; subclasses say how it learns."""
 
     domain = "pointer"
@@ -49,7 +48,6 @@ class PointerPipeline(Pipeline):
     def __init__(self, preset: PointerPreset, data: str | None = None):
         super().__init__(preset, data)
         self.problem = problem(preset.model.task)
-        self.best = BestEpoch(preset.patience)
 
     @property
     def registered_name(self) -> str:
@@ -65,32 +63,16 @@ class PointerPipeline(Pipeline):
         """Each batch's number of points, drawn from n_min..n_max."""
         return rng.integers(self.preset.n_min, self.preset.n_max + 1, size=count).tolist()
 
-    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        metrics = self.validate(model)
-        value = metrics[f"val/{self.problem.primary}"]
-        self.best.update(value if self.problem.higher_is_better else -value, epoch, model)
-        return {**metrics, "val/best_epoch": float(self.best.best_epoch)}
-
-    def should_stop(self) -> bool:
-        return self.best.should_stop()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best.load_state_dict(state.get("best", {}))  # checkpoints from before best-epoch selection: none
-
-    def finalize(self, model: nn.Module) -> None:
-        self.best.restore(model)
-
-    def validate(self, model: nn.Module) -> dict[str, float]:
+    def validate(self, model: nn.Module) -> tuple[dict[str, float], float]:
         """A quick greedy check on a fixed small set, every epoch."""
         p = self.preset
         pts, references = test_set(p.model.task, p.eval_n, min(200, p.eval_size), seed=777)
         with torch.no_grad():
             seqs, _ = greedy(model, torch.from_numpy(pts).float(), p.model.task)
         rows = [self.problem.score(pts[i], seqs[i].tolist(), references[i]) for i in range(len(pts))]
-        return {f"val/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        value = metrics[self.problem.primary]
+        return metrics, value if self.problem.higher_is_better else -value
 
     def evaluate(self, model: nn.Module) -> Evaluation:
         p, scorer = self.preset, self.problem

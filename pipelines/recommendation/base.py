@@ -1,8 +1,8 @@
-"""What the two recommendation pipelines share: the preset fields naming the data, the registered name,
-shuffled batches sharded across workers, and best-epoch selection on a validation score.
+"""What the two recommendation pipelines share: the preset fields naming the data, the registered name and
+shuffled batches sharded across workers (best-epoch selection comes from :class:`ValidatedPipeline`).
 
 A task's pipeline (:mod:`.next_item`, :mod:`.clicks`) loads its data, says how one batch trains and how
-the model scores on validation (:meth:`RecommendationPipeline.validate`), and evaluates.
+the model scores on validation (``validate``), and evaluates.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from pipelines.common.contract import BestEpoch, Pipeline, TrainPreset
+from pipelines.common.contract import ValidatedPipeline, ValidatedPreset
 
 
 def registered_name(task: str, dataset: str, model: str) -> str:
@@ -24,15 +23,14 @@ def registered_name(task: str, dataset: str, model: str) -> str:
 
 
 @dataclass
-class RecPreset(TrainPreset):
+class RecPreset(ValidatedPreset):
     """Fields both tasks have; each task's preset adds ``model`` (its model's config) and its data sizes."""
 
     dataset: str = "markov"  # the tag in the registered name: markov, toys, sports, synthetic, criteo, ...
     data_format: str = "s3rec"  # the reader of --data
-    patience: int = 0  # epochs without a better validation score before stopping (0: never stop early)
 
 
-class RecommendationPipeline(Pipeline):
+class RecommendationPipeline(ValidatedPipeline):
     """The recipe both tasks follow; subclasses set the class attributes and the data/model hooks."""
 
     domain = "recommendation"
@@ -47,15 +45,10 @@ class RecommendationPipeline(Pipeline):
     def __init__(self, preset: RecPreset, data: str | None = None):
         super().__init__(preset, data)
         self.load()
-        self.best = BestEpoch(preset.patience)
 
     @abstractmethod
     def load(self) -> None:
         """Read or generate the data: at least :attr:`train_tensors`."""
-
-    @abstractmethod
-    def validate(self, model: nn.Module) -> tuple[dict[str, float], float]:
-        """Validation metrics after an epoch, and the score the best epoch is chosen by."""
 
     @property
     def registered_name(self) -> str:
@@ -76,21 +69,3 @@ class RecommendationPipeline(Pipeline):
             if len(idx) == 0:  # shards can differ by one batch: repeat a batch to keep workers in step
                 idx = shard[: p.batch_size]
             yield tuple(t[idx] for t in self.train_tensors)
-
-    # ------------------------------------------------------------------------------------- best epoch
-    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        result, score = self.validate(model)
-        self.best.update(score, epoch, model)
-        return {**{f"val/{k}": v for k, v in result.items()}, "val/best_epoch": float(self.best.best_epoch)}
-
-    def should_stop(self) -> bool:
-        return self.best.should_stop()
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.best.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best.load_state_dict(state)
-
-    def finalize(self, model: nn.Module) -> None:
-        self.best.restore(model)

@@ -179,3 +179,19 @@ def test_a_short_genome_gets_every_part_of_the_block_split():
     assert all(pipeline.regions[part] for part in ("train", "valid", "test"))
     chunks, tags = next(iter(pipeline.train_batches(0, 0, 1)))
     assert tags.shape == (len(chunks), 128)
+
+
+def test_the_weight_average_is_validated_and_kept_while_training_goes_on_with_its_own_weights():
+    pipeline = DOMAIN.pipeline(dataclasses.replace(PRESETS["tiny-splice"], ema=0.5))
+    torch.manual_seed(0)
+    model, other = pipeline.build_model(), pipeline.build_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    pipeline._update_ema(model)  # the average starts at these weights ...
+    model.load_state_dict(other.state_dict())
+    metrics = pipeline.end_epoch(model, 0)  # ... and folds in the new ones: halfway between
+    assert metrics["val/best_epoch"] == 0 and "val/accuracy" in metrics
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in other.state_dict().items())  # training's own
+    final = pipeline.build_model()
+    pipeline.finalize(final)
+    key = next(k for k, v in start.items() if v.dtype.is_floating_point and not torch.equal(v, other.state_dict()[k]))
+    assert torch.allclose(final.state_dict()[key], (start[key] + other.state_dict()[key]) / 2)
