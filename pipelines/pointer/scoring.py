@@ -1,6 +1,6 @@
 """How the pointer pipelines score answers: one :class:`Problem` per task (its exact reference answer, the
 metrics of a decoded answer, the summary over a test set, how an answer is drawn), the fixed test sets
-with their references (cached on disk), and decoding a test set through the service's own solver.
+with their references (shipped or cached on disk), and decoding a test set through the service's own solver.
 
 The three problems differ only here; the pipelines and the report look a task's :class:`Problem` up once
 (:func:`problem`) and never branch on the task's name.
@@ -12,6 +12,7 @@ import functools
 import json
 import os
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,6 +22,9 @@ from pipelines.common.tracking import suite_home
 from services.pointer import problems
 from services.pointer.decoding import to_answer
 from services.pointer.solver import Options, solve_many
+
+# References that ship: copies of the cache files below, checked against fresh solves by the tests
+SHIPPED = Path(__file__).resolve().parents[2] / "data" / "combinatorial" / "references"
 
 
 class Problem(ABC):
@@ -167,12 +171,15 @@ def problem(task: str) -> Problem:
 
 @functools.lru_cache(maxsize=32)
 def test_set(task: str, n: int, size: int, seed: int = 20151) -> tuple[np.ndarray, list[Any]]:
-    """A fixed test set and its reference answers, cached on disk (exact TSP labels take a while);
-    written atomically, as several workers may build the same set at once."""
-    path = suite_home() / "cache" / "pointer" / f"test-{task}-n{n}-{size}-s{seed}.json"
+    """A fixed test set and its reference answers: shipped (:data:`SHIPPED`, the sets whose references take
+    a minute or more to solve) or cached on disk, written atomically as several workers may build the same
+    set at once."""
+    name = f"test-{task}-n{n}-{size}-s{seed}.json"
     points = problems.uniform_points(np.random.default_rng(seed), size, n)
-    if path.exists():
-        return points, json.loads(path.read_text())["references"]
+    path = suite_home() / "cache" / "pointer" / name
+    for known in (SHIPPED / name, path):
+        if known.exists():
+            return points, json.loads(known.read_text())["references"]
     scorer = problem(task)
     references = [scorer.as_json(scorer.reference(pts)) for pts in points]
     path.parent.mkdir(parents=True, exist_ok=True)

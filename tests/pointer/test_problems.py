@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +199,18 @@ def test_answers_are_computed_in_the_unit_square_and_scaled_back():
     assert hull["area"] == pytest.approx(1e280)  # the raw shoelace products would overflow
     tsp = answer("tsp", unit, scale, [3, 0, 2, 1], Options(polish=True))
     assert tsp["length"] == pytest.approx(4e140)
+
+
+def test_shipped_test_set_references_are_what_a_fresh_solve_gives():
+    from pipelines.pointer.scoring import SHIPPED, problem
+
+    files = sorted(SHIPPED.glob("test-*.json"))
+    assert files, SHIPPED
+    for path in files:
+        task, n, size, seed = path.stem.removeprefix("test-").split("-")
+        shipped = json.loads(path.read_text())["references"]
+        points = problems.uniform_points(np.random.default_rng(int(seed[1:])), int(size), int(n[1:]))
+        assert len(shipped) == len(points), path.name
+        scorer = problem(task)
+        for i in range(0, len(points), len(points) // 8):  # eight instances spread over the set
+            assert scorer.as_json(scorer.reference(points[i])) == pytest.approx(shipped[i], rel=1e-9), (path.name, i)

@@ -14,7 +14,7 @@ EXAMPLES = 12  # per operation, for both the valid and the invalid generation mo
 
 
 def fuzz(
-    client: httpx.Client, *, examples: int = EXAMPLES, max_time_s: int = 40, exclude: tuple[str, ...] = ()
+    client: httpx.Client, *, examples: int = EXAMPLES, max_time_s: int = 30, exclude: tuple[str, ...] = ()
 ) -> None:
     """Fuzz the app behind ``client``; ``exclude`` names paths this test deployment does not serve."""
     url = str(client.base_url).rstrip("/")
