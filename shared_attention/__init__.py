@@ -18,7 +18,7 @@ from .heterogeneous import (
     hiformer_attention,
 )
 from .hyena import HyenaFilter, HyenaOperator, fft_long_conv
-from .large_kernel import LargeKernelAttention, large_kernel_attention
+from .large_kernel import LargeKernelAttention, dilated_depthwise_conv2d, large_kernel_attention
 from .lightning import (
     LightningAttention,
     lightning_attention,
@@ -70,6 +70,7 @@ __all__ = [
     "bilevel_routing_attention",
     "build",
     "compatibility_log_probs",
+    "dilated_depthwise_conv2d",
     "fft_long_conv",
     "function",
     "get",

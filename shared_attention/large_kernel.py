@@ -8,6 +8,10 @@ multiplies the input element-wise (no softmax):
     Output    = Attention ⊙ F
 
 Receptive field ``K + 2`` (23 for K = 21) at ``O(C·HW)`` cost: adaptive in space and in channels.
+
+On CPU the dilated depthwise conv runs as a dense one (:func:`dilated_depthwise_conv2d`): oneDNN's dilated
+depthwise path is 3-6× slower than its dense one at VAN's sizes, and the dilated conv was VAN's costliest
+layer.
 """
 
 from __future__ import annotations
@@ -29,6 +33,38 @@ def lka_kernel_sizes(kernel_size: int, dilation: int) -> tuple[int, int]:
     return local, dilated + (1 - dilated % 2)
 
 
+def dilated_depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int) -> Tensor:
+    """``F.conv2d(x, weight, bias, padding=d·(k//2), dilation=d, groups=C)`` for odd ``k × k`` depthwise
+    ``weight [C, 1, k, k]``, computed on CPU without a dilated kernel (the same sums, in another order):
+
+    * taps that can only meet zero padding are dropped: on an ``H``-row map a tap ``j`` rows from the
+      centre reaches an input row only if ``d·j ≤ H - 1``, so the kernel keeps ``r = min(k//2, ⌊(H-1)/d⌋)``
+      rows either side (and likewise for columns); ``r = 0`` leaves a per-channel scale;
+    * when the whole kernel stays, output row ``d·p + i`` only reads input rows ``d·(p + j) + i``: the map
+      splits into ``d × d`` phase grids ``x[..., i::d, j::d]``, each convolved with the dense kernel
+      (padding ``k//2``), and interleaves back;
+    * a cropped kernel (a map smaller than the kernel's span) keeps the dilated conv, which is fast there.
+    """
+    if dilation == 1 or x.device.type != "cpu":
+        return F.conv2d(x, weight, bias, padding=dilation * (weight.shape[-1] // 2), dilation=dilation,
+                        groups=x.shape[1])  # fmt: skip
+    b, c, h, w = x.shape
+    centre = weight.shape[-1] // 2
+    rh, rw = min(centre, (h - 1) // dilation), min(centre, (w - 1) // dilation)
+    weight = weight[:, :, centre - rh : centre + rh + 1, centre - rw : centre + rw + 1]
+    if rh == rw == 0:
+        out = x * weight.reshape(1, c, 1, 1)
+        return out if bias is None else out + bias.reshape(1, c, 1, 1)
+    if rh < centre or rw < centre:
+        return F.conv2d(x, weight, bias, padding=(dilation * rh, dilation * rw), dilation=dilation, groups=c)
+    d, gh, gw = dilation, -(-h // dilation), -(-w // dilation)  # phase grids of gh × gw
+    phases = F.pad(x, (0, gw * d - w, 0, gh * d - h)).reshape(b, c, gh, d, gw, d)
+    phases = phases.permute(0, 3, 5, 1, 2, 4).reshape(b * d * d, c, gh, gw)
+    out = F.conv2d(phases, weight, bias, padding=centre, groups=c)
+    out = out.reshape(b, d, d, c, gh, gw).permute(0, 3, 4, 1, 5, 2).reshape(b, c, gh * d, gw * d)
+    return out[:, :, :h, :w]
+
+
 def large_kernel_attention(
     x: Tensor,
     local_weight: Tensor,
@@ -44,16 +80,8 @@ def large_kernel_attention(
     channels = x.shape[1]
     if local_weight.shape[0] != channels or dilated_weight.shape[0] != channels:
         raise ValueError(f"depthwise weights must have {channels} output channels like x")
-    k_local, k_dilated = local_weight.shape[-1], dilated_weight.shape[-1]
-    attn = F.conv2d(x, local_weight, local_bias, padding=k_local // 2, groups=channels)
-    attn = F.conv2d(
-        attn,
-        dilated_weight,
-        dilated_bias,
-        padding=dilation * (k_dilated // 2),
-        dilation=dilation,
-        groups=channels,
-    )
+    attn = F.conv2d(x, local_weight, local_bias, padding=local_weight.shape[-1] // 2, groups=channels)
+    attn = dilated_depthwise_conv2d(attn, dilated_weight, dilated_bias, dilation)
     attn = F.conv2d(attn, pointwise_weight, pointwise_bias)
     return x * attn
 

@@ -187,3 +187,25 @@ def test_lka_function_matches_module_and_errors():
         layer(torch.randn(2, 3, 9, 11))
     with pytest.raises(ValueError, match="rank 4"):
         layer(torch.randn(4, 9, 11))
+
+
+@pytest.mark.parametrize("dilation,k", [(3, 7), (2, 5), (3, 3)])
+def test_dilated_depthwise_conv_equals_the_dilated_conv_at_every_map_size(dilation, k):
+    """The CPU path (dropped taps, d × d phase grids) against torch's dilated conv, in float64, values and
+    gradients, on maps from 1 px (a per-channel scale) to larger than the kernel's span, square or not."""
+    torch.manual_seed(2)
+    c = 3
+    for h, w in [(1, 1), (2, 5), (4, 4), (7, 7), (9, 13), (19, 20), (24, 24)]:
+        x = torch.randn(2, c, h, w, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(c, 1, k, k, dtype=torch.float64, requires_grad=True)
+        bias = torch.randn(c, dtype=torch.float64, requires_grad=True)
+        out = sa.dilated_depthwise_conv2d(x, weight, bias, dilation)
+        ref = F.conv2d(x, weight, bias, padding=dilation * (k // 2), dilation=dilation, groups=c)
+        assert out.shape == ref.shape and max_rel_err(out, ref) < 1e-12, (h, w)
+        grads = torch.autograd.grad(out.square().sum(), (x, weight, bias))
+        ref_grads = torch.autograd.grad(ref.square().sum(), (x, weight, bias))
+        assert all(max_rel_err(g, r) < 1e-12 for g, r in zip(grads, ref_grads)), (h, w)
+    for h in (1, 24):  # without a bias
+        x = torch.randn(1, c, h, h, dtype=torch.float64)
+        ref = F.conv2d(x, weight, None, padding=dilation * (k // 2), dilation=dilation, groups=c)
+        assert max_rel_err(sa.dilated_depthwise_conv2d(x, weight, None, dilation), ref) < 1e-12
