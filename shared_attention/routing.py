@@ -42,39 +42,33 @@ def region_layout(size: int, regions: int) -> tuple[int, int]:
 
 
 def _to_regions(x: Tensor, grid: tuple[int, int], rh: int, rw: int, nh: int, nw: int) -> Tensor:
-    """``[b, h, H·W, d]`` → ``[b, h, regions, tokens, d]`` with zero padding."""
-    b, heads, _, d = x.shape
+    """``[b, H·W, h, d]`` → ``[b, regions, tokens, h, d]`` with zero padding (region-major, so that a
+    region's keys are one contiguous row to gather)."""
+    b, _, heads, d = x.shape
     height, width = grid
-    x = x.view(b, heads, height, width, d)
+    x = x.reshape(b, height, width, heads * d)
     x = F.pad(x, (0, 0, 0, nw * rw - width, 0, nh * rh - height))
-    x = x.view(b, heads, nh, rh, nw, rw, d).permute(0, 1, 2, 4, 3, 5, 6)
-    return x.reshape(b, heads, nh * nw, rh * rw, d)
+    x = x.view(b, nh, rh, nw, rw, heads, d).permute(0, 1, 3, 2, 4, 5, 6)
+    return x.reshape(b, nh * nw, rh * rw, heads, d)
 
 
 def _from_regions(x: Tensor, grid: tuple[int, int], rh: int, rw: int, nh: int, nw: int) -> Tensor:
-    b, heads, _, _, d = x.shape
+    """The inverse of :func:`_to_regions`: ``[b, regions, tokens, h, d]`` → ``[b, H·W, h, d]``."""
+    b, _, _, heads, d = x.shape
     height, width = grid
-    x = x.view(b, heads, nh, nw, rh, rw, d).permute(0, 1, 2, 4, 3, 5, 6)
-    x = x.reshape(b, heads, nh * rh, nw * rw, d)[:, :, :height, :width]
-    return x.reshape(b, heads, height * width, d)
-
-
-def _by_region(x: Tensor) -> Tensor:
-    """``[b, h, c, tokens, d]`` → ``[b·c, h, tokens, d]``: one attention batch entry per region."""
-    b, heads, c = x.shape[:3]
-    return x.transpose(1, 2).reshape(b * c, heads, -1, x.shape[-1])
+    x = x.view(b, nh, nw, rh, rw, heads, d).permute(0, 1, 3, 2, 4, 5, 6)
+    x = x.reshape(b, nh * rh, nw * rw, heads, d)[:, :height, :width]
+    return x.reshape(b, height * width, heads, d)
 
 
 def route_regions(q_regions: Tensor, k_regions: Tensor, valid: Tensor, topk: int) -> Tensor:
-    """Top-``topk`` region indices ``[b, R, topk]`` from region means of ``[b, h, R, T, d]`` q and k."""
-    count = valid.sum(-1).clamp_min(1).to(q_regions.dtype).view(1, 1, -1, 1)
-    weight = valid.to(q_regions.dtype).view(1, 1, *valid.shape, 1)
-    q_mean = ((q_regions * weight).sum(3) / count).detach()  # [b, h, R, d]
-    k_mean = ((k_regions * weight).sum(3) / count).detach()
-    b, h, r, d = q_mean.shape
-    q_flat = q_mean.transpose(1, 2).reshape(b, r, h * d)
-    k_flat = k_mean.transpose(1, 2).reshape(b, r, h * d)
-    affinity = torch.matmul(q_flat, k_flat.transpose(1, 2))  # [b, R, R]
+    """Top-``topk`` region indices ``[b, R, topk]`` from region means of ``[b, R, T, h, d]`` q and k."""
+    count = valid.sum(-1).clamp_min(1).to(q_regions.dtype).view(1, -1, 1)
+    weight = valid.to(q_regions.dtype).view(1, *valid.shape, 1)
+    b, r = q_regions.shape[:2]
+    q_mean = ((q_regions.reshape(b, r, valid.shape[1], -1) * weight).sum(2) / count).detach()  # [b, R, h·d]
+    k_mean = ((k_regions.reshape(b, r, valid.shape[1], -1) * weight).sum(2) / count).detach()
+    affinity = torch.matmul(q_mean, k_mean.transpose(1, 2))  # [b, R, R]
     return affinity.topk(topk, dim=-1).indices
 
 
@@ -115,32 +109,31 @@ def bilevel_routing_attention(
     valid[:height, :width] = True
     valid = valid.view(nh, rh, nw, rw).permute(0, 2, 1, 3).reshape(n_regions, tokens)
 
-    qr = _to_regions(q, grid, rh, rw, nh, nw)
-    kr = _to_regions(k, grid, rh, rw, nh, nw)
-    vr = _to_regions(v, grid, rh, rw, nh, nw)
+    # [b, R, T, h, d]: the attention batches below are views of these, with heads as a stride
+    qr, kr, vr = (_to_regions(t.transpose(1, 2), grid, rh, rw, nh, nw) for t in (q, k, v))
     routes = route_regions(qr, kr, valid, topk)  # [b, R, topk]
+    rows = (routes + n_regions * torch.arange(b, device=q.device).view(b, 1, 1)).view(b, -1)  # rows of b·R
 
     d, dv = q.shape[-1], v.shape[-1]
     chunk = max(1, _GATHER_ELEMENTS // max(1, b * heads * topk * tokens * max(d, dv)))
     padded = not bool(valid.all())
+    k_rows, v_rows = kr.reshape(b * n_regions, -1), vr.reshape(b * n_regions, -1)
     outs = []
     for start in range(0, n_regions, chunk):
-        sel = routes[:, start : start + chunk]  # [b, c, topk]
-        c = sel.shape[1]
-        index = sel.view(b, 1, c, topk, 1, 1)
-        k_g = kr.unsqueeze(2).expand(b, heads, c, n_regions, tokens, d)
-        k_g = k_g.gather(3, index.expand(b, heads, c, topk, tokens, d))
-        v_g = vr.unsqueeze(2).expand(b, heads, c, n_regions, tokens, dv)
-        v_g = v_g.gather(3, index.expand(b, heads, c, topk, tokens, dv))
+        c = min(chunk, n_regions - start)
+        sel = rows[:, start * topk : (start + c) * topk].reshape(-1)  # [b·c·topk]: whole regions, copied once
+        k_g = k_rows.index_select(0, sel).view(b * c, topk * tokens, heads, d).transpose(1, 2)
+        v_g = v_rows.index_select(0, sel).view(b * c, topk * tokens, heads, dv).transpose(1, 2)
+        q_c = qr[:, start : start + c].reshape(b * c, tokens, heads, d).transpose(1, 2)
         out = softmax_attention(
-            _by_region(qr[:, :, start : start + c]),
-            _by_region(k_g),
-            _by_region(v_g),
-            key_mask=valid[sel].view(b * c, topk * tokens) if padded else None,  # no mask: SDPA's fast path
+            q_c,
+            k_g,
+            v_g,
+            key_mask=valid[routes[:, start : start + c]].view(b * c, topk * tokens) if padded else None,
             scale=scale,
-        )
-        outs.append(out.view(b, c, heads, tokens, dv).transpose(1, 2))
-    return _from_regions(torch.cat(outs, dim=2), grid, rh, rw, nh, nw)
+        )  # no mask: SDPA's fast path
+        outs.append(out.transpose(1, 2).reshape(b, c, tokens, heads, dv))
+    return _from_regions(torch.cat(outs, dim=1), grid, rh, rw, nh, nw).transpose(1, 2)
 
 
 class BiLevelRoutingAttention(nn.Module):
