@@ -111,15 +111,26 @@ def _bra_ref(q, k, v, grid, regions, topk, scale):
     return out
 
 
+@pytest.fixture(params=["gathered", "dense"])
+def routing_path(request, monkeypatch):
+    """Each test below runs on both implementations: per-region batches of gathered keys, and one dense
+    pass with the routes as a mask (chosen by map size and routed share; forced here)."""
+    from shared_attention import routing
+
+    monkeypatch.setattr(routing, "_DENSE_TOKENS", 0 if request.param == "gathered" else 1 << 30)
+    monkeypatch.setattr(routing, "_SMALL_MAP", 1 << 30)
+    return request.param
+
+
 @pytest.mark.parametrize(("grid", "regions", "topk"), [((8, 8), 4, 3), ((7, 9), 3, 2), ((5, 5), 2, 1)])
-def test_bilevel_routing_matches_reference(grid, regions, topk):
+def test_bilevel_routing_matches_reference(grid, regions, topk, routing_path):
     n = grid[0] * grid[1]
     q, k, v = (torch.randn(2, 2, n, 8) for _ in range(3))
     out = sa.bilevel_routing_attention(q, k, v, grid=grid, regions=regions, topk=topk)
     assert max_rel_err(out, _bra_ref(q, k, v, grid, regions, topk, 8**-0.5)) < FP32_REL
 
 
-def test_bilevel_routing_gradients_and_chunking(monkeypatch):
+def test_bilevel_routing_gradients_and_chunking(monkeypatch, routing_path):
     from shared_attention import routing
 
     q, k, v = (torch.randn(1, 2, 36, 4) for _ in range(3))
@@ -135,7 +146,7 @@ def test_bilevel_routing_gradients_and_chunking(monkeypatch):
     assert max_rel_err(chunked, whole) < 1e-6
 
 
-def test_bilevel_routing_with_all_regions_is_full_attention():
+def test_bilevel_routing_with_all_regions_is_full_attention(routing_path):
     q, k, v = (torch.randn(1, 2, 35, 8) for _ in range(3))
     out = sa.bilevel_routing_attention(q, k, v, grid=(5, 7), regions=3, topk=None)
     assert max_rel_err(out, softmax_ref(q, k, v)) < FP32_REL
