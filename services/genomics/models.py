@@ -149,6 +149,12 @@ def build_model(config: dict | GenomicsConfig) -> GenomicsModel:
 
 # ------------------------------------------------------------------------------------------ blocks
 class Mlp(nn.Module):
+    """``fc2(GELU(fc1(x)))`` per token. Without autograd, long inputs go through in chunks of
+    :attr:`chunk_tokens` tokens, so that the 4×-wide hidden activations stay in cache: half the time at
+    32k tokens on one CPU thread, the same numbers."""
+
+    chunk_tokens = 2048
+
     def __init__(self, dim: int, inner: int, dropout: float):
         super().__init__()
         self.fc1 = nn.Linear(dim, inner)
@@ -156,7 +162,16 @@ class Mlp(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.fc2(F.gelu(self.fc1(x), approximate="tanh")))
+        if torch.is_grad_enabled() or x.shape[:-1].numel() <= self.chunk_tokens:
+            return self.dropout(self._hidden(x))
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.empty_like(flat)
+        for start in range(0, len(flat), self.chunk_tokens):
+            out[start : start + self.chunk_tokens] = self._hidden(flat[start : start + self.chunk_tokens])
+        return self.dropout(out.view_as(x))
+
+    def _hidden(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
 class HyenaMixer(nn.Module):

@@ -94,6 +94,22 @@ def test_padding_does_not_change_the_pooled_output(arch, attention):
     assert torch.allclose(alone, padded, atol=1e-5)
 
 
+def test_inference_in_token_chunks_gives_the_same_hidden_states(monkeypatch):
+    from services.genomics.models import Mlp
+
+    model = build_model(preset("tiny-1k")).eval()
+    ids = torch.randint(7, 11, (2, 300))
+    with torch.no_grad():
+        whole = model.hidden(ids)
+        calls = []
+        hidden = Mlp._hidden
+        monkeypatch.setattr(Mlp, "_hidden", lambda self, x: calls.append(len(x)) or hidden(self, x))
+        monkeypatch.setattr(Mlp, "chunk_tokens", 64)
+        chunked = model.hidden(ids)
+    assert calls == [64] * 9 + [600 - 9 * 64] + [64] * 9 + [600 - 9 * 64]  # 2 blocks x 10 chunks of 2 x 300
+    assert torch.allclose(chunked, whole, atol=1e-6, rtol=1e-5)
+
+
 def test_heads_shapes_and_backbone_transfer():
     lm = build_model(_small("hyena"))
     ids, mask = HYENA.batch(["ACGTAC", "AC"], add_special=False)
