@@ -35,10 +35,10 @@ from .softmax import softmax_attention
 _GATHER_ELEMENTS = 1 << 24
 # One dense pass over all H·W keys (routing as a mask) replaces the gathered per-region batches when it
 # scores at most _DENSE_RATIO times the routed keys, or the map is small (there the many tiny batches
-# and copies cost more than the extra scores), on maps of at most _DENSE_TOKENS tokens (the mask is
-# [HW, HW]). On CPU, one thread: 3-4x faster at BiFormer-T's stage 3 (14 x 14, 16 of 49 regions) and
-# 5x slower at its stage 2 (28 x 28, 4 of 49 regions), which keeps the gathered path.
-_DENSE_RATIO, _SMALL_MAP, _DENSE_TOKENS = 4, 256, 4096
+# and copies cost more than the extra scores), while its [b, HW, HW] mask stays within _DENSE_ELEMENTS
+# (64 MiB in fp32). On CPU, one thread: 3-4x faster at BiFormer-T's stage 3 (14 x 14, 16 of 49 regions)
+# and 5x slower at its stage 2 (28 x 28, 4 of 49 regions), which keeps the gathered path.
+_DENSE_RATIO, _SMALL_MAP, _DENSE_ELEMENTS = 4, 256, 1 << 24
 
 
 def region_layout(size: int, regions: int) -> tuple[int, int]:
@@ -120,7 +120,7 @@ def bilevel_routing_attention(
     # [b, R, T, h, d]: the attention batches below are views of these, with heads as a stride
     qr, kr = (_to_regions(t.transpose(1, 2), grid, rh, rw, nh, nw) for t in (q, k))
     routes = route_regions(qr, kr, valid, topk)  # [b, R, topk]
-    if n_q <= _DENSE_TOKENS and (n_q <= _SMALL_MAP or n_q <= _DENSE_RATIO * topk * tokens):
+    if b * n_q * n_q <= _DENSE_ELEMENTS and (n_q <= _SMALL_MAP or n_q <= _DENSE_RATIO * topk * tokens):
         return _routed_dense(q, k, v, routes, grid, rh, rw, nw, scale)
     vr = _to_regions(v.transpose(1, 2), grid, rh, rw, nh, nw)
     rows = (routes + n_regions * torch.arange(b, device=q.device).view(b, 1, 1)).view(b, -1)  # rows of b·R

@@ -117,7 +117,7 @@ def routing_path(request, monkeypatch):
     pass with the routes as a mask (chosen by map size and routed share; forced here)."""
     from shared_attention import routing
 
-    monkeypatch.setattr(routing, "_DENSE_TOKENS", 0 if request.param == "gathered" else 1 << 30)
+    monkeypatch.setattr(routing, "_DENSE_ELEMENTS", 0 if request.param == "gathered" else 1 << 30)
     monkeypatch.setattr(routing, "_SMALL_MAP", 1 << 30)
     return request.param
 

@@ -30,7 +30,7 @@ def test_published_sizes(name, monkeypatch):
     from shared_attention import routing
 
     # the routed algorithm's MACs, as published: the dense fast path of small maps also scores masked keys
-    monkeypatch.setattr(routing, "_DENSE_TOKENS", 0)
+    monkeypatch.setattr(routing, "_DENSE_ELEMENTS", 0)
     model = timm.create_model(name).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
     # the math SDPA backend decomposes attention into matmuls the FLOP counter sees
