@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from pipelines.common.contract import Evaluation, ValidatedPipeline, ValidatedPreset
-from services.pointer.decoding import greedy
 from services.pointer.models import PointerConfig
-from services.pointer.solver import Options
+from services.pointer.solver import Options, decode_batch
 
 from .scoring import draw_examples, evaluate_decode, problem, test_set
 
@@ -67,9 +65,8 @@ class PointerPipeline(ValidatedPipeline):
         """A quick greedy check on a fixed small set, every epoch."""
         p = self.preset
         pts, references = test_set(p.model.task, p.eval_n, min(200, p.eval_size), seed=777)
-        with torch.no_grad():
-            seqs, _ = greedy(model, torch.from_numpy(pts).float(), p.model.task)
-        rows = [self.problem.score(pts[i], seqs[i].tolist(), references[i]) for i in range(len(pts))]
+        seqs = decode_batch(model, p.model.task, pts, Options("greedy"))
+        rows = [self.problem.score(pts[i], seqs[i], references[i]) for i in range(len(pts))]
         metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         value = metrics[self.problem.primary]
         return metrics, value if self.problem.higher_is_better else -value

@@ -73,7 +73,12 @@ class ReinforcePipeline(PointerPipeline):
         p = self.preset
         rng = np.random.default_rng([p.seed, epoch, rank])
         for n in self.sizes(rng, self.steps_per_epoch(world_size)):
-            yield torch.from_numpy(problems.uniform_points(rng, p.batch_size, n)).float(), None
+            yield self._points(rng, p.batch_size, n), None
+
+    def _points(self, rng: np.random.Generator, count: int, n: int) -> torch.Tensor:
+        """Uniform instances in the model's input order (a tour's length does not depend on it)."""
+        points, _ = problems.in_model_order(problems.uniform_points(rng, count, n), self.preset.model.input_order)
+        return torch.from_numpy(points).float()
 
     def train_step(self, model: nn.Module, batch: Any) -> dict[str, Any]:
         points, _ = batch
@@ -102,8 +107,7 @@ class ReinforcePipeline(PointerPipeline):
 
     def _baseline_points(self) -> torch.Tensor:
         rng = np.random.default_rng([self.preset.seed, 4242])
-        pts = problems.uniform_points(rng, self.preset.baseline_eval_size, self.preset.n_max)
-        return torch.from_numpy(pts).float()
+        return self._points(rng, self.preset.baseline_eval_size, self.preset.n_max)
 
     @torch.no_grad()
     def _maybe_update_baseline(self, model: nn.Module) -> dict[str, float]:

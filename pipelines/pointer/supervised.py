@@ -8,7 +8,7 @@ labelled set of ``dataset_size`` instances, cached on disk, is resampled every s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -76,6 +76,16 @@ PRESETS: dict[str, SupervisedPreset] = {
 # fmt: on
 
 
+def _reading_sorted(preset: SupervisedPreset) -> SupervisedPreset:
+    """The preset with a model that reads the points sorted by x (its labels then run left to right)."""
+    return replace(preset, name=f"{preset.name}-x", about=f"{preset.about}; points read sorted by x",
+                   model=replace(preset.model, input_order="x"))  # fmt: skip
+
+
+PRESETS.update({v.name: v for v in (_reading_sorted(PRESETS[n]) for n in ("ptrnet-delaunay5", "ptrnet-delaunay10",
+                                                                          "ptrnet-hull50"))})  # fmt: skip
+
+
 class SupervisedPipeline(PointerPipeline):
     """Teacher forcing: the mean negative log-likelihood of the exact answer's tokens."""
 
@@ -95,7 +105,7 @@ class SupervisedPipeline(PointerPipeline):
                 yield points[idx], targets[idx]
             return
         for n in self.sizes(rng, steps):
-            yield pdata.labelled_batch(p.model.task, problems.uniform_points(rng, p.batch_size, n))
+            yield pdata.labelled_batch(p.model.task, problems.uniform_points(rng, p.batch_size, n), p.model.input_order)
 
     def _fixed_dataset(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """``dataset_size`` labelled instances split evenly over the sizes n_min..n_max (cached on disk)."""
@@ -103,8 +113,9 @@ class SupervisedPipeline(PointerPipeline):
             p = self.preset
             cache = suite_home() / "cache" / "pointer"
             per_size = max(p.batch_size, p.dataset_size // (p.n_max - p.n_min + 1))
+            order = p.model.input_order
             self._blocks = {
-                n: pdata.make_dataset(p.model.task, n, per_size, seed=1000 + n, cache_dir=cache)
+                n: pdata.make_dataset(p.model.task, n, per_size, seed=1000 + n, cache_dir=cache, order=order)
                 for n in range(p.n_min, p.n_max + 1)
             }
         return self._blocks

@@ -35,24 +35,26 @@ def pad_sequences(sequences: list[list[int]], pad: int) -> torch.Tensor:
     return out
 
 
-def labelled_batch(task: str, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(points [B, n, 2] float32, targets [B, T] long)``; TSP pads with -1, others with END."""
+def labelled_batch(task: str, points: np.ndarray, order: str = "given") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(points [B, n, 2] float32, targets [B, T] long)``, the points in the model's input ``order`` (the
+    labels index that order); TSP pads with -1, others with END."""
+    points, _ = problems.in_model_order(points, order)
     n = points.shape[1]
     sequences = [target_sequence(task, p) for p in points]
     return torch.from_numpy(points).float(), pad_sequences(sequences, -1 if task == "tsp" else n)
 
 
-def make_dataset(task: str, n: int, count: int, seed: int, cache_dir: Path | None = None):
-    """``count`` uniform instances of ``n`` points with exact labels (cached as .npz when asked,
-    since exact TSP labels cost seconds per thousand)."""
+def make_dataset(task: str, n: int, count: int, seed: int, cache_dir: Path | None = None, order: str = "given"):
+    """``count`` uniform instances of ``n`` points with exact labels, in the model's input ``order`` (cached
+    as .npz when asked, since exact TSP labels cost seconds per thousand)."""
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{task}-n{n}-{count}-s{seed}.npz"
+        path = Path(cache_dir) / f"{task}-n{n}-{count}-s{seed}{'' if order == 'given' else '-' + order}.npz"
         if path.exists():
             data = np.load(path)
             return torch.from_numpy(data["points"]), torch.from_numpy(data["targets"])
     points = problems.uniform_points(np.random.default_rng(seed), count, n)
-    pts, targets = labelled_batch(task, points)
+    pts, targets = labelled_batch(task, points, order)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 import shared_attention as sa
 
 from .decoding import TASKS, Constraint
+from .problems import INPUT_ORDERS
 
 MODEL_KINDS = ("ptrnet", "attention")
 
@@ -40,12 +41,15 @@ class PointerConfig:
     heads: int = 8
     ff_hidden: int = 512
     clip: float = 10.0  # attention model logit clipping C
+    input_order: str = "given"  # "given" | "x": the order the model sees the points in (problems.model_order)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"kind must be one of {MODEL_KINDS}, got {self.kind!r}")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.input_order not in INPUT_ORDERS:
+            raise ValueError(f"input_order must be one of {INPUT_ORDERS}, got {self.input_order!r}")
 
     @property
     def has_end(self) -> bool:

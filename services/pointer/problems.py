@@ -34,6 +34,22 @@ def uniform_points(rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
     return rng.random((batch, n, 2)).astype(np.float32).astype(np.float64)
 
 
+INPUT_ORDERS = ("given", "x")
+
+
+def in_model_order(points: np.ndarray, order: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``points [B, n, 2]`` in a model's input order, with the permutation ``[B, n]`` (row ``b``, slot ``k``:
+    the index of the point the model sees ``k``-th; ``None`` for ``"given"``). ``"x"`` sorts by x then y,
+    so that answers listed by index (Delaunay's lexicographic triangles, a hull from its smallest index)
+    run left to right: a geometric output order, as the Pointer Networks paper's (triangles by incenter)."""
+    if order == "given":
+        return points, None
+    if order != "x":
+        raise ValueError(f"input order must be one of {INPUT_ORDERS}, got {order!r}")
+    perm = np.lexsort((points[..., 1], points[..., 0]), axis=-1)
+    return np.take_along_axis(points, perm[..., None], axis=-2), perm
+
+
 def orientation(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Twice the signed area of triangle ``abc``: > 0 counter-clockwise, < 0 clockwise, 0 collinear."""
     return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])

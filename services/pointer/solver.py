@@ -43,7 +43,9 @@ class Options:
 
 
 def decode_batch(model: nn.Module, task: str, unit_points: np.ndarray, options: Options) -> list[list[int]]:
-    """Index sequences for ``unit_points [B, n, 2]`` (already in the unit square)."""
+    """Index sequences for ``unit_points [B, n, 2]`` (already in the unit square), indexing the points as
+    given whatever order the model reads them in (its config's ``input_order``)."""
+    unit_points, perm = problems.in_model_order(unit_points, model.config.input_order)
     x = torch.as_tensor(unit_points, dtype=torch.float32)
     with torch.no_grad():
         if options.decode == "greedy":
@@ -52,7 +54,10 @@ def decode_batch(model: nn.Module, task: str, unit_points: np.ndarray, options: 
             seqs = beam_search(model, x, task, options.beam_width)
         else:
             seqs = sample_best(model, x, task, options.samples)
-    return seqs.tolist()
+    if perm is None:
+        return seqs.tolist()
+    n = perm.shape[1]
+    return [[int(p[i]) if i < n else i for i in seq] for p, seq in zip(perm, seqs.tolist())]
 
 
 def answer(
@@ -77,7 +82,7 @@ def answer(
     if task == "convex_hull":
         hull = [int(i) for i in result]
         return {"hull": hull, "area": problems.polygon_area(unit, hull) * scale * scale}
-    return {"triangles": [[int(i) for i in tri] for tri in result]}
+    return {"triangles": sorted(sorted(int(i) for i in tri) for tri in result)}  # as decoded in the given order
 
 
 def solve_many(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.pointer import data, decoding, problems
+from services.pointer import data, decoding, problems, solver
 from services.pointer.models import MODEL_KINDS, build_model
 
 
@@ -95,3 +95,36 @@ def test_tour_lengths_match_numpy():
     for i in range(2):
         expected = problems.tour_length(points[i].numpy(), tours[i].tolist())
         assert float(decoding.tour_lengths(points, tours)[i]) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("task", ["delaunay", "convex_hull", "tsp"])
+def test_a_model_reading_points_sorted_by_x_answers_in_the_given_order(task):
+    """An ``input_order="x"`` model sees each instance sorted by x whatever the caller's order: answering a
+    shuffled instance is answering the original one, indices mapped through the shuffle; its labels index
+    the sorted points (Delaunay: triangles listed left to right)."""
+    torch.manual_seed(0)
+    model = build_model({"kind": "ptrnet", "task": task, "hidden": 16, "input_order": "x"}).eval()
+    rng = np.random.default_rng(3)
+    points = problems.uniform_points(rng, 4, 9)
+    shuffle = np.stack([rng.permutation(9) for _ in range(4)])
+    shuffled = np.take_along_axis(points, shuffle[..., None], axis=1)
+    options = solver.Options("greedy")
+    for original, moved, q in zip(points, shuffled, shuffle):
+        a = solver.solve_many(model, task, [original], options)[0]
+        b = solver.solve_many(model, task, [moved], options)[0]
+        key = {"delaunay": "triangles", "convex_hull": "hull", "tsp": "tour"}[task]
+        mapped = [[int(q[i]) for i in tri] for tri in b[key]] if task == "delaunay" else [int(q[i]) for i in b[key]]
+        if task == "delaunay":
+            assert sorted(sorted(t) for t in mapped) == a[key]
+            assert _valid(task, original, [tuple(t) for t in a[key]])
+        else:
+            assert mapped == a[key]  # the same cycle, started where the sorted order starts it
+    sorted_points, perm = problems.in_model_order(points, "x")
+    assert (np.diff(sorted_points[..., 0], axis=1) >= 0).all() and (
+        sorted_points == points[np.arange(4)[:, None], perm]
+    ).all()
+    _, targets = data.labelled_batch("delaunay", points, "x")
+    first = [int(i) for i in targets[0][: 3 * len(problems.delaunay_triangles(points[0]))]]
+    assert first == [i for tri in problems.delaunay_triangles(sorted_points[0]) for i in tri]
+    with pytest.raises(ValueError, match="input_order"):
+        build_model({"kind": "ptrnet", "task": task, "input_order": "y"})
