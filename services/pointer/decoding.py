@@ -209,7 +209,8 @@ class DelaunayConstraint(Constraint):
         idx = torch.arange(n)
         i, j, k = idx.view(n, 1, 1), idx.view(1, n, 1), idx.view(1, 1, n)
         ordered = (i < j) & (j < k)
-        area = _orient(points[:, :, None, None, :], points[:, None, :, None, :], points[:, None, None, :, :])
+        pts = self.points  # float64, as the labels' triangulation sees them
+        area = _orient(pts[:, :, None, None, :], pts[:, None, :, None, :], pts[:, None, None, :, :])
         minus = torch.full((b,), -1, dtype=torch.long)
         self.state = {
             "triangles": (ordered & (area.abs() > self.eps)),  # [B, n, n, n] candidate triangles

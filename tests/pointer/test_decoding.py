@@ -128,3 +128,13 @@ def test_a_model_reading_points_sorted_by_x_answers_in_the_given_order(task):
     assert first == [i for tri in problems.delaunay_triangles(sorted_points[0]) for i in tri]
     with pytest.raises(ValueError, match="input_order"):
         build_model({"kind": "ptrnet", "task": task, "input_order": "y"})
+
+
+def test_delaunay_masks_judge_float32_inputs_in_float64():
+    """A sliver that float32 arithmetic calls collinear (area exactly 0) is still a triangle: the masks
+    compute orientation in float64 as the labels do (a float32 mask stopped a training on such a label)."""
+    points = torch.tensor([[[0.1146882176399231, 0.3167651295661926], [0.6965049505233765, 0.9142746925354004],
+                            [0.6587472558021545, 0.8754985928535461]]], dtype=torch.float32)  # fmt: skip
+    assert float(decoding._orient(points[0, 0], points[0, 1], points[0, 2])) == 0.0  # float32 misjudges it
+    targets = torch.tensor([[0, 1, 2, 3]])
+    assert torch.isfinite(decoding.teacher_forcing(_tiny("ptrnet", "delaunay"), points, "delaunay", targets)).all()
