@@ -41,7 +41,7 @@ class PointerConfig:
     heads: int = 8
     ff_hidden: int = 512
     clip: float = 10.0  # attention model logit clipping C
-    input_order: str = "given"  # "given" | "x": the order the model sees the points in (problems.model_order)
+    input_order: str = "given"  # "given" | "x": the order the model sees the points in (problems.in_model_order)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
