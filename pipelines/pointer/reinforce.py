@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from services.pointer import problems
-from services.pointer.decoding import greedy, rollout, tour_lengths
 from services.pointer.models import PointerConfig
+from services.pointer.search import greedy, rollout, tour_lengths
 
 from .base import PointerPipeline, PointerPreset
 

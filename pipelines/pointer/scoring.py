@@ -20,7 +20,7 @@ from torch import nn
 
 from pipelines.common.tracking import suite_home
 from services.pointer import problems
-from services.pointer.decoding import to_answer
+from services.pointer.constraints import to_answer
 from services.pointer.solver import Options, solve_many
 
 # References that ship: copies of the cache files below, checked against fresh solves by the tests
@@ -45,7 +45,7 @@ class Problem(ABC):
 
     @abstractmethod
     def metrics(self, points: np.ndarray, answer: Any, reference: Any) -> dict[str, float]:
-        """Metrics of one answer (as :func:`services.pointer.decoding.to_answer` gives it)."""
+        """Metrics of one answer (as :func:`services.pointer.constraints.to_answer` gives it)."""
 
     @abstractmethod
     def sequence(self, answer: dict[str, Any], n: int) -> list[int]:

@@ -18,8 +18,8 @@ from torch import nn
 from pipelines.common.tracking import suite_home
 from services.pointer import data as pdata
 from services.pointer import problems
-from services.pointer.decoding import teacher_forcing
 from services.pointer.models import PointerConfig
+from services.pointer.search import teacher_forcing
 
 from .base import PointerPipeline, PointerPreset
 

@@ -1,6 +1,6 @@
 """Labelled instances for the pointer tasks, as padded index sequences the models are trained on.
 
-Targets follow the decoding masks of ``services.pointer.decoding``: TSP tours start at city 0 (the
+Targets follow the decoding masks of ``services.pointer.constraints``: TSP tours start at city 0 (the
 direction whose second city is smaller), hulls run counter-clockwise from their smallest index then
 END, triangulations list sorted triangles in lexicographic order then END (END = ``n``).
 """

@@ -11,7 +11,7 @@
   (``C = 10``; the core's ``compatibility_pointer``).
 
 Both expose ``encode(points)``, ``initial_state(encoded)`` and ``step(encoded, state, constraint)``,
-which ``services.pointer.decoding`` drives for every task and decoding strategy.
+which ``services.pointer.search`` drives for every task and decoding strategy.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 import shared_attention as sa
 
-from .decoding import TASKS, Constraint
+from .constraints import TASKS, Constraint
 from .problems import INPUT_ORDERS
 
 MODEL_KINDS = ("ptrnet", "attention")

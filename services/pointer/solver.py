@@ -18,7 +18,8 @@ from torch import nn
 from services.common.deadline import Deadline
 
 from . import problems
-from .decoding import beam_search, greedy, sample_best, to_answer
+from .constraints import to_answer
+from .search import beam_search, greedy, sample_best
 
 if TYPE_CHECKING:  # pandas only for the MLflow entry, so the solver imports without it
     import pandas as pd

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.pointer import data, decoding, problems, solver
+from services.pointer import constraints, data, problems, search, solver
 from services.pointer.models import MODEL_KINDS, build_model
 
 
@@ -29,37 +29,37 @@ def _valid(task: str, points: np.ndarray, answer) -> bool:
     )
 
 
-@pytest.mark.parametrize("task", decoding.TASKS)
+@pytest.mark.parametrize("task", constraints.TASKS)
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 @pytest.mark.parametrize("n", [3, 5, 9, 14])
 def test_every_strategy_returns_valid_answers(task, kind, n):
     model = _tiny(kind, task)
     points = torch.rand(6, n, 2, generator=torch.Generator().manual_seed(n))
     outputs = {
-        "greedy": decoding.greedy(model, points, task)[0],
-        "beam": decoding.beam_search(model, points, task, width=3),
-        "sample": decoding.sample_best(model, points, task, samples=4),
+        "greedy": search.greedy(model, points, task)[0],
+        "beam": search.beam_search(model, points, task, width=3),
+        "sample": search.sample_best(model, points, task, samples=4),
     }
     for name, sequences in outputs.items():
         for i in range(len(points)):
-            answer = decoding.to_answer(task, sequences[i].tolist(), n)
+            answer = constraints.to_answer(task, sequences[i].tolist(), n)
             assert _valid(task, points[i].double().numpy(), answer), (name, answer)
 
 
-@pytest.mark.parametrize("task", decoding.TASKS)
+@pytest.mark.parametrize("task", constraints.TASKS)
 def test_exact_labels_are_feasible_under_the_masks(task):
     """Teacher forcing raises if a target step is masked out: the labels and masks must agree."""
     model = _tiny("ptrnet", task)
     rng = np.random.default_rng(0)
     for n in (4, 7, 12):
         points, targets = data.labelled_batch(task, problems.uniform_points(rng, 40, n))
-        log_likelihood = decoding.teacher_forcing(model, points, task, targets)
+        log_likelihood = search.teacher_forcing(model, points, task, targets)
         assert torch.isfinite(log_likelihood).all()
 
 
 def test_hull_masks_accept_only_convex_counter_clockwise_continuations():
     pts = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.5, 0.5]]])
-    c = decoding.make_constraint("convex_hull", pts)
+    c = constraints.make_constraint("convex_hull", pts)
     assert c.mask()[0, :5].all() and not c.mask()[0, 5]  # any start, no END yet
     c.update(torch.tensor([0]))
     c.update(torch.tensor([1]))
@@ -76,17 +76,17 @@ def test_hull_masks_accept_only_convex_counter_clockwise_continuations():
 def test_teacher_forcing_equals_the_sum_of_step_log_probabilities():
     model = _tiny("attention", "tsp")
     points = torch.rand(3, 6, 2)
-    tours, log_likelihood = decoding.rollout(model, points, "tsp", sample=False)
-    assert torch.allclose(decoding.teacher_forcing(model, points, "tsp", tours), log_likelihood, atol=1e-5)
+    tours, log_likelihood = search.rollout(model, points, "tsp", sample=False)
+    assert torch.allclose(search.teacher_forcing(model, points, "tsp", tours), log_likelihood, atol=1e-5)
 
 
 def test_beam_width_one_is_greedy_and_sampling_never_loses_to_greedy():
     model = _tiny("attention", "tsp")
     points = torch.rand(5, 8, 2, generator=torch.Generator().manual_seed(3))
-    greedy, _ = decoding.greedy(model, points, "tsp")
-    assert torch.equal(decoding.beam_search(model, points, "tsp", width=1), greedy)
-    best = decoding.sample_best(model, points, "tsp", samples=16)
-    assert bool((decoding.tour_lengths(points, best) <= decoding.tour_lengths(points, greedy) + 1e-6).all())
+    greedy, _ = search.greedy(model, points, "tsp")
+    assert torch.equal(search.beam_search(model, points, "tsp", width=1), greedy)
+    best = search.sample_best(model, points, "tsp", samples=16)
+    assert bool((search.tour_lengths(points, best) <= search.tour_lengths(points, greedy) + 1e-6).all())
 
 
 def test_tour_lengths_match_numpy():
@@ -94,7 +94,7 @@ def test_tour_lengths_match_numpy():
     tours = torch.stack([torch.randperm(7), torch.randperm(7)])
     for i in range(2):
         expected = problems.tour_length(points[i].numpy(), tours[i].tolist())
-        assert float(decoding.tour_lengths(points, tours)[i]) == pytest.approx(expected)
+        assert float(search.tour_lengths(points, tours)[i]) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("task", ["delaunay", "convex_hull", "tsp"])
@@ -135,6 +135,6 @@ def test_delaunay_masks_judge_float32_inputs_in_float64():
     compute orientation in float64 as the labels do (a float32 mask stopped a training on such a label)."""
     points = torch.tensor([[[0.1146882176399231, 0.3167651295661926], [0.6965049505233765, 0.9142746925354004],
                             [0.6587472558021545, 0.8754985928535461]]], dtype=torch.float32)  # fmt: skip
-    assert float(decoding._orient(points[0, 0], points[0, 1], points[0, 2])) == 0.0  # float32 misjudges it
+    assert float(constraints._orient(points[0, 0], points[0, 1], points[0, 2])) == 0.0  # float32 misjudges it
     targets = torch.tensor([[0, 1, 2, 3]])
-    assert torch.isfinite(decoding.teacher_forcing(_tiny("ptrnet", "delaunay"), points, "delaunay", targets)).all()
+    assert torch.isfinite(search.teacher_forcing(_tiny("ptrnet", "delaunay"), points, "delaunay", targets)).all()

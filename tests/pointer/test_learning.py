@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from services.pointer import data, decoding, problems
+from services.pointer import constraints, data, problems, search
 from services.pointer.models import build_model
 from tests.learning import SEED, record
 
 
 def _hull_accuracy(model, points: np.ndarray) -> float:
-    sequences, _ = decoding.greedy(model, torch.from_numpy(points).float(), "convex_hull")
+    sequences, _ = search.greedy(model, torch.from_numpy(points).float(), "convex_hull")
+    n = points.shape[1]
     hits = [
-        problems.same_cycle(decoding.to_answer("convex_hull", seq.tolist(), points.shape[1]), problems.convex_hull(p))
+        problems.same_cycle(constraints.to_answer("convex_hull", seq.tolist(), n), problems.convex_hull(p))
         for seq, p in zip(sequences, points)
     ]
     return float(np.mean(hits))
@@ -33,7 +34,7 @@ def test_ptrnet_learns_the_convex_hull_by_teacher_forcing():
     model.train()
     for _ in range(300):
         points, targets = data.labelled_batch("convex_hull", problems.uniform_points(rng, 64, int(rng.integers(5, 11))))
-        loss = -decoding.teacher_forcing(model, points, "convex_hull", targets).sum() / (targets >= 0).sum()
+        loss = -search.teacher_forcing(model, points, "convex_hull", targets).sum() / (targets >= 0).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -55,8 +56,8 @@ def test_attention_model_learns_the_tsp_by_reinforce():
 
     def greedy_lengths() -> np.ndarray:
         model.eval()
-        tours, _ = decoding.greedy(model, test, "tsp")
-        return decoding.tour_lengths(test, tours).numpy()
+        tours, _ = search.greedy(model, test, "tsp")
+        return search.tour_lengths(test, tours).numpy()
 
     before = greedy_lengths()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -64,8 +65,8 @@ def test_attention_model_learns_the_tsp_by_reinforce():
     for _ in range(150):
         model.train()
         points = torch.from_numpy(problems.uniform_points(rng, 64, 10)).float()
-        tours, log_likelihood = decoding.rollout(model, points, "tsp", sample=True)
-        cost = decoding.tour_lengths(points, tours)
+        tours, log_likelihood = search.rollout(model, points, "tsp", sample=True)
+        cost = search.tour_lengths(points, tours)
         baseline = float(cost.mean()) if baseline is None else 0.9 * baseline + 0.1 * float(cost.mean())
         loss = ((cost - baseline) * log_likelihood).mean()
         optimizer.zero_grad()

@@ -145,7 +145,7 @@ def test_hull_labels_agree_with_the_decoding_masks_on_float32_inputs():
     batch once failed on a turn of -3e-9)."""
     import torch
 
-    from services.pointer.decoding import make_constraint
+    from services.pointer.constraints import make_constraint
 
     points = problems.uniform_points(np.random.default_rng(7), 2000, 50)
     assert np.array_equal(points, points.astype(np.float32).astype(np.float64))
