@@ -3,8 +3,9 @@
 # each with the exact command of its model card (zoo/<name>/card.json), one after another, with the
 # job's progress lines (and ETA) streamed here. A model that beats its champion is promoted, and the
 # served app picks it up within 30 s (no redeploy). The cards' commands ask for one worker with one
-# CPU, which fits beside the served apps on a 2-CPU head; a job whose CPUs cannot be had fails within
-# about 2 minutes, naming what it asked for and what is free.
+# CPU, or train in the job's own driver (`--workers 0`, no Ray resources asked), which fits beside the
+# served apps on a 2-CPU head; a job whose CPUs cannot be had fails within about 2 minutes, naming what
+# it asked for and what is free.
 set -euo pipefail
 
 source "$(dirname "$0")/env.sh"

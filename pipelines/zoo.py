@@ -150,7 +150,9 @@ def export(
     from mlflow import MlflowClient
 
     from modelstore.artifacts import find_model_dir, load_model, read_config, save_model
+    from pipelines.common.tracking import tracking_uri
 
+    mlflow.set_tracking_uri(tracking_uri())  # the store the pipelines wrote to, as register reads it
     client = MlflowClient()
     mv = client.get_model_version(name, version)
     run = client.get_run(mv.run_id)
@@ -175,7 +177,8 @@ def export(
         "command": command,
         "epochs": len({m.step for m in epochs}),
         "wall_time_s": wall_time_s or round(((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, 1 Ray Train worker",
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, "
+        + _how_run(run.data.params),
         "metrics": {k: round(float(v), 6) for k, v in sorted(metrics.items())},
         "headline": {
             "metric": headline,
@@ -194,6 +197,14 @@ def export(
     (entry / CARD).write_text(json.dumps(card, indent=2) + "\n")
     (entry / "README.md").write_text(card_markdown(card))
     return entry
+
+
+def _how_run(params: dict[str, str]) -> str:
+    """Where the training ran, from the run's preset parameters (after ``--workers`` / ``--cpus``)."""
+    workers, cpus = int(params.get("preset.workers", "1")), float(params.get("preset.cpus_per_worker", "1"))
+    if workers == 0:
+        return "in-process (--workers 0, a torch thread per core)"
+    return f"{workers} Ray Train worker{'s' * (workers > 1)} × {cpus:g} CPU"
 
 
 def _repo_relative(path: str) -> str:
