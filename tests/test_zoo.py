@@ -22,6 +22,10 @@ def test_the_zoo_ships_models_with_complete_cards_under_50_mb():
         assert CARD_FIELDS <= card.keys(), (entry.name, CARD_FIELDS - card.keys())
         assert card["name"] == entry.name and card["headline"]["metric"] in card["metrics"]
         assert (entry / "README.md").exists() and (entry / "model.safetensors").exists()
+        # the machine line says how it trained, as the preset parameters that ran record it
+        ran = zoo._how_run({f"preset.{k}": v for k, v in card["preset_params"].items()})
+        assert card["machine"].endswith(ran), (entry.name, card["machine"], ran)
+        assert ("--workers 0" in card["command"]) == (card["preset_params"]["workers"] == "0"), entry.name
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
