@@ -23,17 +23,16 @@ from ._checks import check_tensor
 
 
 def causal_depthwise_conv(z: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``y_t = b + Σ_{j<k} w_j z_{t-(k-1)+j}`` (zero before the start) on ``z [b, L, C]`` with
+    """``y_t = b + Σ_{j<k} w_j z_{t-(k-1)+j}`` (zero before the start) on ``z [b, C, L]`` with
     ``weight [C, 1, k]`` (a causal ``nn.Conv1d(C, C, k, groups=C)``'s): ``k`` multiply-adds of shifted
-    views in the projection's own layout, where oneDNN's depthwise conv needs a transposed copy and is
-    2-3× slower on long sequences."""
+    views, where oneDNN's depthwise conv is 2-3× slower on long sequences."""
     k = weight.shape[-1]
-    taps = weight.view(-1, k)  # [C, k]
-    y = z * taps[:, k - 1] if bias is None else torch.addcmul(bias, z, taps[:, k - 1])
+    taps = weight.view(-1, k, 1)  # [C, k, 1]
+    y = z * taps[:, k - 1] if bias is None else torch.addcmul(bias.view(-1, 1), z, taps[:, k - 1])
     for j in range(k - 1):
         shift = k - 1 - j
-        if shift < z.shape[1]:
-            y[:, shift:].addcmul_(z[:, :-shift], taps[:, j])
+        if shift < z.shape[-1]:
+            y[..., shift:].addcmul_(z[..., :-shift], taps[:, j])
     return y
 
 
@@ -230,21 +229,24 @@ class HyenaOperator(nn.Module):
             if mask.dtype != torch.bool or tuple(mask.shape) != (b, length):
                 raise ValueError(f"mask must be bool of shape {(b, length)}, got {mask.dtype} {tuple(mask.shape)}")
             if not bool(mask.all()):  # nothing padded: no masking passes over [b, L, 3D]
-                keep = mask.unsqueeze(-1).to(u.dtype)  # [b, L, 1]
-        z = self.in_proj(u)
+                keep = mask.unsqueeze(1).to(u.dtype)  # [b, 1, L]
+        # channels first, the FFT's layout, straight from the projection's GEMM (no transposed copy)
+        w_in = self.in_proj.weight.expand(b, -1, -1)
+        z = torch.baddbmm(self.in_proj.bias.view(1, -1, 1), w_in, u.transpose(1, 2))  # [b, (order+1)·D, L]
         if keep is not None:  # padded inputs must not reach real positions through the short conv...
             z = z * keep
         z = causal_depthwise_conv(z, self.short_filter.weight, self.short_filter.bias)
         if keep is not None:  # ...nor the short conv's bias at padded positions through the long conv
             z = z * keep
-        *gates, v = z.transpose(1, 2).contiguous().split(self.d_model, dim=1)  # [b, D, L]: the FFT's layout
+        *gates, v = z.split(self.d_model, dim=1)  # [b, D, L] each
         spectra = self.filter_spectra(length, u.dtype)
         skips = self.filter.skip.view(self.order - 1, self.d_model)
         for i, gate in enumerate(reversed(gates[1:])):
             v = self.dropout(v * gate)
             v = fft_long_conv(v, None, skips[i], spectrum=spectra[i])
-        y = (v * gates[0]).transpose(1, 2)
-        return self.out_proj(y)
+        y = (v * gates[0]).transpose(1, 2)  # [b, L, D], a view
+        w_out = self.out_proj.weight.t().expand(b, -1, -1)
+        return torch.baddbmm(self.out_proj.bias.view(1, 1, -1), y, w_out)
 
     def filter_spectra(self, length: int, dtype: torch.dtype) -> Tensor:
         """``[order - 1, d_model, length + 1]`` spectra of the implicit filters at ``length``. The filters
