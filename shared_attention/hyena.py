@@ -228,7 +228,7 @@ class HyenaOperator(nn.Module):
         if mask is not None:
             if mask.dtype != torch.bool or tuple(mask.shape) != (b, length):
                 raise ValueError(f"mask must be bool of shape {(b, length)}, got {mask.dtype} {tuple(mask.shape)}")
-            if not bool(mask.all()):  # nothing padded: no masking passes over [b, L, 3D]
+            if not bool(mask.all()):  # nothing padded: no masking passes over [b, 3D, L]
                 keep = mask.unsqueeze(1).to(u.dtype)  # [b, 1, L]
         # channels first, the FFT's layout, straight from the projection's GEMM (no transposed copy)
         w_in = self.in_proj.weight.expand(b, -1, -1)
