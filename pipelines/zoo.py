@@ -150,6 +150,7 @@ def export(
     from mlflow import MlflowClient
 
     from modelstore.artifacts import find_model_dir, load_model, read_config, save_model
+    from pipelines.common.driver import RESUMED
     from pipelines.common.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())  # the store the pipelines wrote to, as register reads it
@@ -161,24 +162,23 @@ def export(
     entry = out / name
     shutil.rmtree(entry, ignore_errors=True)
     save_model(entry, model.half() if half else model, meta["config"], meta["builder"], meta.get("predict"))
+    # the preset as it last trained: a resume's changes (``--resume --epochs N``) over the logged params
+    params = run.data.params | {k.removeprefix(RESUMED): v for k, v in run.data.tags.items() if k.startswith(RESUMED)}
     metrics = {k.removeprefix("eval/"): v for k, v in run.data.metrics.items() if k.startswith("eval/")}
     epochs = client.get_metric_history(run.info.run_id, "train/epoch_loss")
     card = {
         "name": name,
         "version_trained": version,
         "pipeline": run.data.tags.get("domain", ""),
-        "preset": run.data.params.get("preset.name", ""),
-        "data": data or _repo_relative(run.data.params.get("data", "")),
-        "data_arg": None
-        if run.data.params.get("data", "generated") == "generated"
-        else _repo_relative(run.data.params["data"]),
+        "preset": params.get("preset.name", ""),
+        "data": data or _repo_relative(params.get("data", "")),
+        "data_arg": None if params.get("data", "generated") == "generated" else _repo_relative(params["data"]),
         "data_licence": data_licence,
-        "split": _split_of(run.data.params),
+        "split": _split_of(params),
         "command": command,
         "epochs": len({m.step for m in epochs}),
         "wall_time_s": wall_time_s or round(((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000),
-        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, "
-        + _how_run(run.data.params),
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, " + _how_run(params),
         "metrics": {k: round(float(v), 6) for k, v in sorted(metrics.items())},
         "headline": {
             "metric": headline,
@@ -192,7 +192,7 @@ def export(
         "commit": commit,
         "mlflow_run": run.info.run_id,
         "notes": notes,
-        "preset_params": {k[7:]: v for k, v in sorted(run.data.params.items()) if k.startswith("preset.")},
+        "preset_params": {k[7:]: v for k, v in sorted(params.items()) if k.startswith("preset.")},
     }
     (entry / CARD).write_text(json.dumps(card, indent=2) + "\n")
     (entry / "README.md").write_text(card_markdown(card))

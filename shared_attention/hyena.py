@@ -6,10 +6,11 @@ Order-``N`` Hyena on ``u ∈ R^{L×D}`` (HyenaDNA uses ``N = 2``):
     for i = N-1, …, 1:   v ← h_i ∗ (x_i ⊙ v) + β_i ⊙ (x_i ⊙ v)     long causal conv + skip
     y = W_out (x₀ ⊙ v)
 
-The long filters ``h_i ∈ R^{L×D}`` are implicit: positional features ``z_t`` (``t`` and sin/cos bands)
-go through an MLP with ``sin(ω·)`` activations and are multiplied by an exponential decay window
-``exp(-|δ_c| t)`` (one rate per channel). The convolution is computed by FFT in fp32,
-``h ∗ u = irfft(rfft(u, 2L) · rfft(h, 2L))[:L]``: causal and ``O(L log L)``.
+The long filters ``h_i ∈ R^{L×D}`` are implicit: positional features ``z_t`` (``t`` and sin/cos bands,
+optionally sin/cos of fixed periods in tokens, e.g. a codon's 3) go through an MLP with ``sin(ω·)``
+activations and are multiplied by an exponential decay window ``exp(-|δ_c| t)`` (one rate per channel).
+The convolution is computed by FFT in fp32, ``h ∗ u = irfft(rfft(u, 2L) · rfft(h, 2L))[:L]``: causal and
+``O(L log L)``.
 """
 
 from __future__ import annotations
@@ -88,18 +89,26 @@ class Sin(nn.Module):
 
 
 class HyenaPositionalFeatures(nn.Module):
-    """``z_t = [t, Re e^{-i f w_t}, Im e^{-i f w_t}]`` for ``t`` on a grid of ``l_max`` points in [0, 1]."""
+    """``z_t = [t, Re e^{-i f w_t}, Im e^{-i f w_t}, cos(2π k/p), sin(2π k/p) for p in periods]`` for ``t``
+    on a grid of ``l_max`` points in [0, 1] (``k`` the token offset). The bands reach at most
+    ``(emb_dim - 1) / 2`` cycles over ``l_max`` tokens; a period (3: the codon) gives filters a rhythm the
+    bands cannot reach. ``dim`` = ``emb_dim + 2 · len(periods)``."""
 
-    def __init__(self, emb_dim: int, l_max: int):
+    def __init__(self, emb_dim: int, l_max: int, periods: tuple[int, ...] = ()):
         super().__init__()
         if emb_dim < 3 or emb_dim % 2 == 0:
             raise ValueError(f"emb_dim must be odd and >= 3 (t plus sin/cos bands), got {emb_dim}")
+        if any(int(q) < 2 for q in periods):
+            raise ValueError(f"periods must be >= 2 tokens, got {tuple(periods)}")
         t = torch.linspace(0, 1, l_max).view(1, l_max, 1)
         bands = (emb_dim - 1) // 2
         w = 2 * math.pi * torch.linspace(0, l_max - 1, l_max).view(1, l_max, 1) / l_max
         f = torch.linspace(1e-4, bands - 1, bands).view(1, 1, bands)
         z = torch.exp(-1j * f * w)
-        self.register_buffer("z", torch.cat([t, z.real, z.imag], dim=-1).float())
+        k = torch.arange(l_max, dtype=torch.float64).view(1, l_max, 1)
+        rhythm = [torch.cat([torch.cos(a), torch.sin(a)], dim=-1) for a in (2 * math.pi * k / int(q) for q in periods)]
+        self.register_buffer("z", torch.cat([t, z.real, z.imag, *rhythm], dim=-1).float())
+        self.dim = emb_dim + 2 * len(periods)
         self.register_buffer("t", t)
 
     def forward(self, length: int) -> tuple[Tensor, Tensor]:
@@ -144,12 +153,13 @@ class HyenaFilter(nn.Module):
         num_inner_mlps: int = 2,
         activation_freq: float = 10.0,
         modulation_shift: float = 0.0,
+        periods: tuple[int, ...] = (),
     ):
         super().__init__()
         self.channels, self.l_max = channels, l_max
-        self.positions = HyenaPositionalFeatures(emb_dim, l_max)
+        self.positions = HyenaPositionalFeatures(emb_dim, l_max, periods)
         act = Sin(filter_order, activation_freq)
-        layers: list[nn.Module] = [nn.Linear(emb_dim, filter_order), act]
+        layers: list[nn.Module] = [nn.Linear(self.positions.dim, filter_order), act]
         for _ in range(num_inner_mlps):
             layers += [nn.Linear(filter_order, filter_order), act]  # one Sin shared, as published
         layers.append(nn.Linear(filter_order, channels, bias=False))
@@ -176,6 +186,7 @@ class HyenaOperator(nn.Module):
         filter_order: width of the filter MLP (HyenaDNA: 64).
         short_filter_order: kernel of the causal depthwise conv (3).
         emb_dim, num_inner_mlps, activation_freq, modulation_shift: filter settings (HyenaDNA: 5, 2, 10).
+        filter_periods: extra positional features of these periods in tokens (HyenaDNA: none).
         dropout: dropout on the gated values.
     """
 
@@ -191,6 +202,7 @@ class HyenaOperator(nn.Module):
         num_inner_mlps: int = 2,
         activation_freq: float = 10.0,
         modulation_shift: float = 0.0,
+        filter_periods: tuple[int, ...] = (),
         dropout: float = 0.0,
     ):
         super().__init__()
@@ -211,6 +223,7 @@ class HyenaOperator(nn.Module):
             num_inner_mlps=num_inner_mlps,
             activation_freq=activation_freq,
             modulation_shift=modulation_shift,
+            periods=tuple(filter_periods),
         )
         self.dropout = nn.Dropout(dropout)
         self._spectra: dict[tuple, Tensor] = {}  # inference cache of filter_spectra

@@ -93,6 +93,7 @@ def train(
             raise FileNotFoundError(f"no run to resume for {wanted} (looked for {run_name} in {store.uri})")
         run_id = info["run_id"]
         log.info("resuming run %s (MLflow run %s)", run_name, run_id)
+        _tag_resumed_changes(run_id, info["preset"], preset_obj.to_dict())
     else:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         run_name = f"{pipeline.domain}-{preset_obj.name}-{stamp}"
@@ -141,6 +142,21 @@ def train(
         raise RuntimeError(f"training {run_name} finished without a checkpoint in {store.path(run_name)}")
     model = final_model(pipeline, state)
     return finish_run(pipeline, model, run_id, run_name, epochs_completed=state["epoch"] + 1, promote=promote)
+
+
+RESUMED = "resumed/"  # tag prefix: a preset parameter that a resume changed (``--epochs`` extends a run)
+
+
+def _tag_resumed_changes(run_id: str, before: dict[str, Any], now: dict[str, Any]) -> None:
+    """MLflow params cannot change, so a resume that changes the preset records each change as a tag
+    ``resumed/preset.<field>`` = the value it now trains with."""
+    from mlflow import MlflowClient
+
+    old, new = flatten_params({"preset": before}), flatten_params({"preset": now})
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    for key, value in changed.items():
+        log.info("resume changes %s: %s -> %s", key, old.get(key), value)
+        MlflowClient(tracking_uri()).set_tag(run_id, f"{RESUMED}{key}", value)
 
 
 def final_model(pipeline: Pipeline, state: dict[str, Any]) -> nn.Module:

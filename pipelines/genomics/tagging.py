@@ -59,9 +59,9 @@ PRESETS: dict[str, TaggingPreset] = {p.name: p for p in (
                   model=coding_model(256, dropout=0.1, rc_average=True), tokens_per_step=4096, steps=25, epochs=3,
                   lr=2e-3, workers=1, cpus_per_worker=1),
     TaggingPreset(name="coding", about="the README's tagging: chloroplast CDS, 1k windows, vs the ORF rule",
-                  model=coding_model(1024, dropout=0.1, rc_average=True, filter_emb_dim=33), tokens_per_step=8192,
-                  steps=40, epochs=30, lr=1e-3, weight_decay=0.1, warmup_steps=40, patience=8, workers=1,
-                  cpus_per_worker=2),
+                  model=coding_model(1024, dropout=0.1, rc_average=True, filter_emb_dim=33, filter_periods=[3]),
+                  tokens_per_step=8192, steps=40, epochs=30, lr=1e-3, weight_decay=0.1, warmup_steps=40, patience=8,
+                  workers=1, cpus_per_worker=2),
 )}
 # fmt: on
 

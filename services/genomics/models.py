@@ -59,6 +59,7 @@ class GenomicsConfig:
     # Hyena filter (HyenaDNA: emb 5, order 64, 2 inner MLPs, Sin frequency 10)
     filter_order: int = 64
     filter_emb_dim: int = 5
+    filter_periods: list[int] = field(default_factory=list)  # extra filter features of these periods (3: codons)
     modulation_shift: float = 0.0
 
     def __post_init__(self):
@@ -182,6 +183,7 @@ class HyenaMixer(nn.Module):
             cfg.l_max,
             filter_order=cfg.filter_order,
             emb_dim=cfg.filter_emb_dim,
+            filter_periods=tuple(cfg.filter_periods),
             modulation_shift=cfg.modulation_shift,
         )
 

@@ -72,6 +72,8 @@ def test_resume_continues_a_run_from_its_last_checkpoint(ray_cluster):
     assert second.epochs_completed == 3
     history = MlflowClient().get_metric_history(first.run_id, "train/epoch_loss")
     assert sorted(m.step for m in history) == [0, 1, 2]
+    tags = MlflowClient().get_run(first.run_id).data.tags  # params stay as logged; the change is a tag
+    assert tags["resumed/preset.epochs"] == "3" and not any(k.startswith("resumed/preset.lr") for k in tags)
     checkpoints = storage().children(storage().path(first.run_name), "checkpoint_")
     assert len(checkpoints) == 2  # num_to_keep: the two newest survive
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import shared_attention as sa
+from shared_attention.hyena import HyenaPositionalFeatures
 
 from .reference import direct_causal_conv, max_rel_err
 
@@ -82,6 +83,29 @@ def test_implicit_filter_decays_and_generalises_to_shorter_lengths():
     assert float(taps[:, -16:].abs().mean()) < 0.1 * float(taps[:, :16].abs().mean())
     # a shorter length takes the first positions of the same grid
     assert torch.allclose(filt(40).detach(), taps[:, :40])
+
+
+def test_period_features_are_exact_and_reach_a_codon_rhythm_the_bands_cannot():
+    feats = HyenaPositionalFeatures(emb_dim=33, l_max=300, periods=(3,))
+    z, _ = feats(300)
+    assert feats.dim == 35 and z.shape == (1, 300, 35)
+    k = torch.arange(300, dtype=torch.float64)
+    angle = 2 * torch.pi * k / 3
+    assert torch.allclose(z[0, :, 33:].double(), torch.stack([angle.cos(), angle.sin()], -1), atol=1e-6)
+    # a filter that weighs every third tap (one reading frame): fitted linearly from each feature set
+    frame = (k % 3 == 0).double() - 1 / 3
+
+    def residual(features: torch.Tensor) -> float:
+        x = features[0].double()
+        fit = x @ torch.linalg.lstsq(x, frame.unsqueeze(1)).solution
+        return float((fit[:, 0] - frame).norm() / frame.norm())
+
+    assert residual(z) < 1e-6 and residual(z[..., :33]) > 0.9  # the 16 bands stop at 15 cycles per l_max
+    op = sa.HyenaOperator(d_model=8, l_max=64, filter_order=16, filter_periods=(3,))
+    u = torch.randn(2, 37, 8)
+    assert max_rel_err(op(u), _operator_ref(op, u)) < 1e-4
+    with pytest.raises(ValueError, match="periods"):
+        HyenaPositionalFeatures(5, 16, periods=(1,))
 
 
 def test_order_three_and_gradients():
