@@ -108,7 +108,7 @@ class HyenaPositionalFeatures(nn.Module):
         k = torch.arange(l_max, dtype=torch.float64).view(1, l_max, 1)
         rhythm = [torch.cat([torch.cos(a), torch.sin(a)], dim=-1) for a in (2 * math.pi * k / int(q) for q in periods)]
         self.register_buffer("z", torch.cat([t, z.real, z.imag, *rhythm], dim=-1).float())
-        self.dim = emb_dim + 2 * len(periods)
+        self.dim = self.z.shape[-1]
         self.register_buffer("t", t)
 
     def forward(self, length: int) -> tuple[Tensor, Tensor]:

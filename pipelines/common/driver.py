@@ -151,12 +151,15 @@ def _tag_resumed_changes(run_id: str, before: dict[str, Any], now: dict[str, Any
     """MLflow params cannot change, so a resume that changes the preset records each change as a tag
     ``resumed/preset.<field>`` = the value it now trains with."""
     from mlflow import MlflowClient
+    from mlflow.entities import RunTag
 
     old, new = flatten_params({"preset": before}), flatten_params({"preset": now})
     changed = {k: v for k, v in new.items() if old.get(k) != v}
     for key, value in changed.items():
         log.info("resume changes %s: %s -> %s", key, old.get(key), value)
-        MlflowClient(tracking_uri()).set_tag(run_id, f"{RESUMED}{key}", value)
+    if changed:
+        tags = [RunTag(f"{RESUMED}{key}", value) for key, value in changed.items()]
+        MlflowClient(tracking_uri()).log_batch(run_id, tags=tags)
 
 
 def final_model(pipeline: Pipeline, state: dict[str, Any]) -> nn.Module:
