@@ -46,6 +46,7 @@ class ClassifyPreset(GenomicsPreset):
     split_seed: int = 0  # data splits (the training seed is ``seed``)
     folds: int = 0  # cross-validation: deal all records into this many stratified folds (0 = the data's split)
     fold: int = 0  # ... and hold this one out as the test
+    min_epoch_steps: int = 0  # a small training set is cycled so that an epoch has at least this many batches
 
 
 def hyena(task: str, **changes: Any) -> GenomicsConfig:
@@ -54,10 +55,12 @@ def hyena(task: str, **changes: Any) -> GenomicsConfig:
 
 # fmt: off
 # your own data: the splice and nRC recipe (last-token pooling, richer filter features, dropout and base
-# dropout, warm-up then cosine decay, early stopping on validation), tuned on neither
+# dropout, warm-up then cosine decay, early stopping on validation), tuned on neither; a small set is cycled
+# so that an epoch is at least 50 steps (else 100 sequences never leave the warm-up before patience ends)
 CSV = ClassifyPreset(name="csv", about="any labelled CSV (seq,label) or GenomicBenchmarks folder; needs --data",
                      source="csv", model=hyena("csv", dropout=0.2, pooling="last", filter_emb_dim=33), epochs=40,
-                     batch_size=32, lr=1e-3, weight_decay=0.1, warmup_steps=100, patience=8, base_dropout=0.05)
+                     batch_size=32, lr=1e-3, weight_decay=0.1, warmup_steps=100, patience=8, base_dropout=0.05,
+                     min_epoch_steps=50)
 PRESETS: dict[str, ClassifyPreset] = {p.name: p for p in (
     ClassifyPreset(name="tiny-splice", about="tests: generated UCI-like splice 60-mers, seconds",
                    source="synthetic-splice", model=hyena("synthetic-splice", dropout=0.0), synthetic_size=900,
@@ -121,7 +124,8 @@ class ClassifyPipeline(GenomicsPipeline):
 
     # ------------------------------------------------------------------------------------- training
     def steps_per_epoch(self, world_size: int) -> int:
-        return max(1, -(-len(self.train) // (self.preset.batch_size * world_size)))
+        one_pass = -(-len(self.train) // (self.preset.batch_size * world_size))
+        return max(1, one_pass, -(-self.preset.min_epoch_steps // world_size))  # the workers' batches together
 
     def train_batches(self, epoch: int, rank: int, world_size: int) -> Iterator[tuple[list[str], torch.Tensor]]:
         return example_batches(self, self.train, epoch, rank, world_size, base_dropout=self.preset.base_dropout)

@@ -176,17 +176,20 @@ def example_batches(pipeline: GenomicsPipeline, examples: list[Example], epoch: 
                     base_dropout: float = 0.0) -> Iterator[tuple[list[str], torch.Tensor]]:  # fmt: skip
     """This worker's ``steps_per_epoch`` batches of labelled sequences: shuffled, bucketed by length (each
     pool of 50 batches sorted so a batch pads little), long sequences cropped at random to the model's
-    context, optionally reverse-complemented and with bases dropped to N."""
+    context, optionally reverse-complemented and with bases dropped to N. A set smaller than an epoch's
+    batches is cycled, one fresh permutation per pass."""
     p = pipeline.preset
     rng = np.random.default_rng([p.seed, epoch, rank])
-    order = np.random.default_rng([p.seed, epoch]).permutation(len(examples))[rank::world_size]
+    steps = pipeline.steps_per_epoch(world_size)
+    passes = max(1, -(-steps * p.batch_size * world_size // len(examples)))
+    shuffle = np.random.default_rng([p.seed, epoch])
+    order = np.concatenate([shuffle.permutation(len(examples)) for _ in range(passes)])[rank::world_size]
     pool = p.batch_size * 50
     batches = []
     for start in range(0, len(order), pool):
         chunk = sorted(order[start : start + pool], key=lambda i: len(examples[i].sequence))
         batches += [chunk[i : i + p.batch_size] for i in range(0, len(chunk), p.batch_size)]
     rng.shuffle(batches)
-    steps = pipeline.steps_per_epoch(world_size)
     batches = batches[:steps]
     while len(batches) < steps:  # shards differ by a batch: keep workers in step
         batches.append(batches[0])

@@ -172,6 +172,20 @@ def test_a_baseline_that_beats_the_model_is_said_in_the_log(caplog):
     assert any("baseline beats" in r.getMessage() and "prefer it" in r.getMessage() for r in caplog.records)
 
 
+def test_a_small_training_set_is_cycled_to_fill_an_epoch():
+    # 85 promoters at batch 32 are 3 steps: the csv preset's epoch is 50, every pass a fresh permutation
+    pipeline = DOMAIN.pipeline(dataclasses.replace(PRESETS["promoters"], batch_size=32, min_epoch_steps=50))
+    batches = list(pipeline.train_batches(0, 0, 1))
+    assert pipeline.steps_per_epoch(1) == len(batches) == 50
+    assert pipeline.steps_per_epoch(2) == len(list(pipeline.train_batches(0, 1, 2))) == 25  # 50 in all
+    seen = [s for chunks, _ in batches for s in chunks]
+    counts = [seen.count(e.sequence) for e in pipeline.train]
+    passes = -(-50 * 32 // len(pipeline.train))  # the last pass is cut short: at most 3 batches of 32 dropped
+    assert passes - 6 <= min(counts) and max(counts) <= passes, counts
+    plain = DOMAIN.pipeline(dataclasses.replace(PRESETS["promoters"], batch_size=32))
+    assert plain.steps_per_epoch(1) == len(list(plain.train_batches(0, 0, 1))) == 3
+
+
 def test_a_short_genome_gets_every_part_of_the_block_split():
     from tests.genomics.test_sequences import DATA
 
