@@ -173,7 +173,7 @@ def test_a_baseline_that_beats_the_model_is_said_in_the_log(caplog):
 
 
 def test_a_small_training_set_is_cycled_to_fill_an_epoch():
-    # 85 promoters at batch 32 are 3 steps: the csv preset's epoch is 50, every pass a fresh permutation
+    # 76 training promoters at batch 32 are 3 steps: the csv preset's epoch is 50, a fresh permutation a pass
     pipeline = DOMAIN.pipeline(dataclasses.replace(PRESETS["promoters"], batch_size=32, min_epoch_steps=50))
     batches = list(pipeline.train_batches(0, 0, 1))
     assert pipeline.steps_per_epoch(1) == len(batches) == 50
