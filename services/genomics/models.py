@@ -35,6 +35,7 @@ ARCHS = ("hyena", "transformer", "beacon", "lightning")
 # The attention an attention arch may use, from the core's registry (first: the arch's own).
 ATTENTION = {"transformer": ("softmax", "sigmoid"), "beacon": ("softmax", "sigmoid"), "lightning": ("lightning",)}
 HEADS = ("lm", "mlm", "classify", "regress", "tag")
+POOLINGS = ("mean", "max", "last")  # sequence heads of the models without a pooler (BEACON-B has one)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class GenomicsConfig:
     num_outputs: int = 0  # classes (classify/tag) or targets (regress)
     labels: list[str] = field(default_factory=list)  # class names, index = output
     task: str = ""  # the fine-tuning task, for the service
-    pooling: str = "mean"  # sequence heads of HyenaDNA / transformer: "mean" over real tokens or "last" token
+    pooling: str = "mean"  # sequence heads of HyenaDNA / transformer: "mean" or "max" over real tokens, or "last"
     rc_average: bool = False  # average predictions over the reverse complement (trained with RC augmentation)
     norm: str = "pre"  # "pre": x + f(LN(x)); "post": LN(x + f(x)) as BERT/BEACON
     # Hyena filter (HyenaDNA: emb 5, order 64, 2 inner MLPs, Sin frequency 10)
@@ -73,8 +74,8 @@ class GenomicsConfig:
             raise ValueError(f"head {self.head!r} needs num_outputs >= 1")
         if self.head == "lm" and self.arch == "beacon":
             raise ValueError("BEACON-B is bidirectional: use head 'mlm', not 'lm'")
-        if self.pooling not in ("mean", "last"):
-            raise ValueError(f"pooling must be 'mean' or 'last', got {self.pooling!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.attention and self.attention not in ATTENTION.get(self.arch, ()):
             choices = ATTENTION.get(self.arch, ())
             raise ValueError(f"attention for arch {self.arch!r} must be one of {choices}, got {self.attention!r}")
@@ -286,13 +287,15 @@ class GenomicsModel(nn.Module):
         return x if post else self.norm(x)
 
     def pooled(self, ids: Tensor, mask: Tensor | None = None, hidden: Tensor | None = None) -> Tensor:
-        """One vector per sequence: BEACON-B's pooler on ``<cls>``, else the mean over real tokens (or the last)."""
+        """One vector per sequence: BEACON-B's pooler on ``<cls>``, else the config's pooling over real tokens."""
         mask = ids != self.tokenizer.pad_id if mask is None else mask
         h = self.hidden(ids, mask) if hidden is None else hidden
         if hasattr(self, "pooler"):
             return self.pooler(h[:, 0])
         if self.config.pooling == "last":  # causal models pad on the left: the last position saw everything
             return h[:, -1]
+        if self.config.pooling == "max":  # each feature's strongest position: a motif found anywhere
+            return h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).amax(1)
         return mean_pool(h, mask)
 
     def token_logits(self, hidden: Tensor) -> Tensor:

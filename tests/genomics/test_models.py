@@ -124,6 +124,21 @@ def test_heads_shapes_and_backbone_transfer():
     assert beacon(ids, mask).shape == (2, 1)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "max", "last"])
+def test_pooling_reads_real_tokens_only(pooling):
+    model = build_model(_small("hyena")).with_head("classify", 2, ["a", "b"], pooling=pooling).eval()
+    ids, mask = HYENA.batch(["ACGTAC", "GTA"], add_special=False)  # the second is padded on the left
+    with torch.no_grad():
+        h = model.hidden(ids, mask)
+        pooled = model.pooled(ids, mask, hidden=h)
+    for row, n in enumerate((6, 3)):
+        real = h[row, -n:]
+        expected = {"mean": real.mean(0), "max": real.amax(0), "last": real[-1]}[pooling]
+        assert torch.allclose(pooled[row], expected, atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        GenomicsConfig(pooling="sum")
+
+
 def test_config_refuses_mismatched_heads():
     with pytest.raises(ValueError, match="bidirectional"):
         GenomicsConfig(arch="beacon", head="lm")
