@@ -85,8 +85,8 @@ PRESETS: dict[str, ClassifyPreset] = {p.name: p for p in (
     dataclasses.replace(CSV, name="csv-rc", about="csv for strand-symmetric labels: reverse-complement "
                         "augmentation in training, forward and reverse averaged",
                         model=dataclasses.replace(CSV.model, rc_average=True)),
-    # the last token reads a position (splice: 95.45% vs 93.73% with the mean); the mean reads motifs found
-    # anywhere (UCI promoters, 10-fold: 89.45% vs 68.82% with the last token)
+    # the last token reads a position (splice, one seed: 95.45% vs 93.73% with the mean); the mean reads
+    # motifs found anywhere (UCI promoters, 10-fold: 89.45% vs 68.82% with the last token)
     dataclasses.replace(CSV, name="csv-motif", about="csv for labels set by motifs anywhere in the sequence "
                         "(promoters, binding sites) rather than at one position: features pooled by the mean",
                         model=dataclasses.replace(CSV.model, pooling="mean")),
