@@ -54,11 +54,13 @@ def hyena(task: str, **changes: Any) -> GenomicsConfig:
 
 
 # fmt: off
-# your own data: the splice and nRC recipe (last-token pooling, richer filter features, dropout and base
-# dropout, warm-up then cosine decay, early stopping on validation), tuned on neither; a small set is cycled
-# so that an epoch is at least 50 steps (else 100 sequences never leave the warm-up before patience ends)
+# your own data: the splice and nRC recipe (richer filter features, dropout and base dropout, warm-up then
+# cosine decay, early stopping on validation), tuned on neither, with the features pooled by their mean (on
+# the same splits as the last token: nRC 91.19% vs 90.58%, UCI promoters 10-fold 89.45% vs 68.82%, splice
+# 93.73% vs 95.45% for seed 0 and 94.0% over seeds 1-5); a small set is cycled so that an epoch is at least
+# 50 steps (else 100 sequences never leave the warm-up before patience ends)
 CSV = ClassifyPreset(name="csv", about="any labelled CSV (seq,label) or GenomicBenchmarks folder; needs --data",
-                     source="csv", model=hyena("csv", dropout=0.2, pooling="last", filter_emb_dim=33), epochs=40,
+                     source="csv", model=hyena("csv", dropout=0.2, pooling="mean", filter_emb_dim=33), epochs=40,
                      batch_size=32, lr=1e-3, weight_decay=0.1, warmup_steps=100, patience=8, base_dropout=0.05,
                      min_epoch_steps=50)
 PRESETS: dict[str, ClassifyPreset] = {p.name: p for p in (
@@ -85,11 +87,9 @@ PRESETS: dict[str, ClassifyPreset] = {p.name: p for p in (
     dataclasses.replace(CSV, name="csv-rc", about="csv for strand-symmetric labels: reverse-complement "
                         "augmentation in training, forward and reverse averaged",
                         model=dataclasses.replace(CSV.model, rc_average=True)),
-    # the last token reads a position (splice, one seed: 95.45% vs 93.73% with the mean); the mean reads
-    # motifs found anywhere (UCI promoters, 10-fold: 89.45% vs 68.82% with the last token)
-    dataclasses.replace(CSV, name="csv-motif", about="csv for labels set by motifs anywhere in the sequence "
-                        "(promoters, binding sites) rather than at one position: features pooled by the mean",
-                        model=dataclasses.replace(CSV.model, pooling="mean")),
+    dataclasses.replace(CSV, name="csv-position", about="csv for labels set at one position of aligned "
+                        "sequences (a splice junction at the centre): the last token's features, not the mean",
+                        model=dataclasses.replace(CSV.model, pooling="last")),
 )}
 # fmt: on
 
