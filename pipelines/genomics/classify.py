@@ -71,10 +71,12 @@ PRESETS: dict[str, ClassifyPreset] = {p.name: p for p in (
     ClassifyPreset(name="quick-splice", about="make up: UCI splice junctions (shipped), a minute or two",
                    model=hyena("splice", dropout=0.2, pooling="last", filter_emb_dim=33), epochs=8, batch_size=64,
                    lr=2e-3, weight_decay=0.1, workers=1, cpus_per_worker=1),
+    # the weight average (warmed up: effectively the last ~10% of the steps over 40 epochs) is validated and
+    # kept: seeds 1-3 reach 96.08 / 95.45 / 95.61% against 94.83 / 94.67 / 93.26% without it (split seed 0)
     ClassifyPreset(name="splice", about="the README's UCI splice junctions (EI / IE / N) with HyenaDNA tiny-1k",
                    model=hyena("splice", dropout=0.2, pooling="last", filter_emb_dim=33), epochs=40, batch_size=64,
-                   lr=1e-3, weight_decay=0.1, warmup_steps=100, patience=12, base_dropout=0.1, workers=1,
-                   cpus_per_worker=1),
+                   lr=1e-3, weight_decay=0.1, warmup_steps=100, patience=12, base_dropout=0.1, ema=0.999,
+                   workers=1, cpus_per_worker=1),
     ClassifyPreset(name="promoters", about="UCI E. coli promoters (shipped, 106 sequences)", source="promoters",
                    model=hyena("promoters", dropout=0.1), epochs=40, batch_size=16, lr=1e-3, weight_decay=0.1,
                    patience=10),

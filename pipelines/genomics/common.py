@@ -40,6 +40,8 @@ class GenomicsPreset(ValidatedPreset):
     model: GenomicsConfig = field(default_factory=lambda: model_preset("tiny-1k"))
     init: str = ""  # registered model whose backbone starts fine-tuning ("" = from scratch)
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept (0 = off)
+    # the decay warms up as TensorFlow's ExponentialMovingAverage (min(ema, (1 + n) / (10 + n)) at update n):
+    # without it a decay of 0.999 still averages in the random initial weights when patience ends
 
 
 class GenomicsPipeline(ValidatedPipeline):
@@ -55,6 +57,7 @@ class GenomicsPipeline(ValidatedPipeline):
     def __init__(self, preset: GenomicsPreset, data: str | None = None):
         super().__init__(preset, data)
         self.ema: dict[str, torch.Tensor] | None = None
+        self.ema_updates = 0
         self.load_data()
 
     @classmethod
@@ -158,18 +161,21 @@ class GenomicsPipeline(ValidatedPipeline):
         if self.ema is None:
             self.ema = {k: v.detach().clone() for k, v in state.items()}
             return
+        self.ema_updates += 1
+        decay = min(self.preset.ema, (1 + self.ema_updates) / (10 + self.ema_updates))
         for k, v in state.items():
             if v.dtype.is_floating_point:
-                self.ema[k].lerp_(v, 1.0 - self.preset.ema)
+                self.ema[k].lerp_(v, 1.0 - decay)
             else:
                 self.ema[k].copy_(v)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "ema": self.ema}
+        return {**super().state_dict(), "ema": self.ema, "ema_updates": self.ema_updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.ema = state.get("ema")
+        self.ema_updates = state.get("ema_updates", 0)
 
 
 def example_batches(pipeline: GenomicsPipeline, examples: list[Example], epoch: int, rank: int, world_size: int,

@@ -202,10 +202,10 @@ def test_the_weight_average_is_validated_and_kept_while_training_goes_on_with_it
     start = {k: v.clone() for k, v in model.state_dict().items()}
     pipeline._update_ema(model)  # the average starts at these weights ...
     model.load_state_dict(other.state_dict())
-    metrics = pipeline.end_epoch(model, 0)  # ... and folds in the new ones: halfway between
+    metrics = pipeline.end_epoch(model, 0)  # ... and folds in the new ones at the warmed-up decay 2/11, not 0.5
     assert metrics["val/best_epoch"] == 0 and "val/accuracy" in metrics
     assert all(torch.equal(model.state_dict()[k], v) for k, v in other.state_dict().items())  # training's own
     final = pipeline.build_model()
     pipeline.finalize(final)
     key = next(k for k, v in start.items() if v.dtype.is_floating_point and not torch.equal(v, other.state_dict()[k]))
-    assert torch.allclose(final.state_dict()[key], (start[key] + other.state_dict()[key]) / 2)
+    assert torch.allclose(final.state_dict()[key], start[key] * 2 / 11 + other.state_dict()[key] * 9 / 11)
