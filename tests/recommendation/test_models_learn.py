@@ -4,6 +4,8 @@ Hiformer beats chance, and its serving variants keep the trained model's scores.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,8 @@ import torch.nn.functional as F
 from services.recommendation import ctr, metrics, ranking, sequential
 from services.recommendation import sequences as sq
 from tests.learning import SEED, record
+
+DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +133,21 @@ def test_low_rank_hiformer_serves_at_its_trained_rank_beside_a_full_rank_timing(
     assert all(row["ms_per_request"] > 0 and row["ms_per_1024_candidates"] > 0 for row in evaluation.table)
     assert evaluation.metrics["serving_variant_AUC_drop"] == pytest.approx(0.0, abs=1e-6)
     assert {"serving_speedup_per_request", "serving_speedup_per_1024_candidates"} <= evaluation.metrics.keys()
+
+
+def test_click_pipelines_choose_their_epoch_on_rows_apart_from_the_test_rows():
+    import dataclasses
+
+    from pipelines.recommendation import ClickPipeline
+
+    generated = ClickPipeline(dataclasses.replace(ClickPipeline.presets["tiny-ctr"], test_rows=500))
+    model = generated.build_model()
+    valid, test = generated.valid_tensors, generated.test_tensors
+    assert len(valid[0]) == 500 and not torch.equal(valid[0], test[0])
+    scores, score = generated.validate(model)
+    assert score == scores["AUC"] == generated.click_metrics(model, generated.valid_tensors)["AUC"]
+    assert score != generated.click_metrics(model)["AUC"]  # the test rows are scored only by evaluate
+    # with --data: 80 / 20 train / test as before, the training part's last eighth validating
+    criteo = ClickPipeline(ClickPipeline.presets["ctr-criteo"], data=str(DATA / "criteo_sample.txt"))
+    sizes = [len(t[0]) for t in (criteo.train_tensors, criteo.valid_tensors, criteo.test_tensors)]
+    assert sizes == [28, 3, 8]  # 39 rows
