@@ -26,9 +26,9 @@ from services.genomics.tokenizer import reverse_complement
 from .data import Example
 
 # What fine-tuning takes from this pipeline when the backbone comes from a registered model (--init)
-HEAD_FIELDS = ("head", "num_outputs", "labels", "task", "rc_average", "pooling")
+HEAD_FIELDS = ("head", "num_outputs", "labels", "task", "rc_average", "pooling", "kmer_features")
 # What a preset decides beyond the architecture, kept when --model swaps in another named model
-TASK_FIELDS = ("dropout", "filter_emb_dim", "filter_periods", "pooling", "rc_average", "task")
+TASK_FIELDS = ("dropout", "filter_emb_dim", "filter_periods", "pooling", "rc_average", "kmer_features", "task")
 WINDOW_SLACK = 2  # HyenaDNA sizes l_max as the window + 2 (its [CLS] ... [SEP] convention)
 
 
@@ -113,9 +113,7 @@ class GenomicsPipeline(ValidatedPipeline):
         from modelstore.registry import load_registered
 
         pretrained, _ = load_registered(self.preset.init)
-        model = pretrained.with_head(
-            cfg.head, cfg.num_outputs, cfg.labels, cfg.task, rc_average=cfg.rc_average, pooling=cfg.pooling
-        )
+        model = pretrained.with_head(**{f: getattr(cfg, f) for f in HEAD_FIELDS})
         if model.config != cfg:
             raise ValueError(f"the model built from {self.preset.init} does not match its config")
         return model

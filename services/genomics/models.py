@@ -14,7 +14,10 @@
 Every model answers the same calls: ``hidden(ids, mask)`` (``[b, L, d]``), ``pooled`` (one vector per
 sequence: mean over real tokens, or the pooler for BEACON), and ``forward`` which applies the configured
 head: ``lm`` (next-token logits), ``mlm`` (masked-token logits), ``classify``/``regress`` (per sequence)
-or ``tag`` (per token). Presets are named after the published models; :func:`build_model` rebuilds a
+or ``tag`` (per token). A sequence head can add a linear "wide" branch (``kmer_features``, Cheng et al.'s
+wide & deep): logits of the k-mer frequencies that the k-mer logistic baseline reads, summed with the deep
+head's, so that a model trained on a few hundred sequences need not lose to that baseline. Presets are
+named after the published models; :func:`build_model` rebuilds a
 model from its JSON config.
 """
 
@@ -36,6 +39,7 @@ ARCHS = ("hyena", "transformer", "beacon", "lightning")
 ATTENTION = {"transformer": ("softmax", "sigmoid"), "beacon": ("softmax", "sigmoid"), "lightning": ("lightning",)}
 HEADS = ("lm", "mlm", "classify", "regress", "tag")
 POOLINGS = ("mean", "max", "last")  # sequence heads of the models without a pooler (BEACON-B has one)
+KMER_MAX = 6  # the wide branch's longest k-mer (4^6 = 4,096 features of its own)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class GenomicsConfig:
     task: str = ""  # the fine-tuning task, for the service
     pooling: str = "mean"  # sequence heads of HyenaDNA / transformer: "mean" or "max" over real tokens, or "last"
     rc_average: bool = False  # average predictions over the reverse complement (trained with RC augmentation)
+    kmer_features: int = 0  # sequence heads: add a linear "wide" branch on k-mer (k = 1..this) frequencies (0 = off)
     norm: str = "pre"  # "pre": x + f(LN(x)); "post": LN(x + f(x)) as BERT/BEACON
     # Hyena filter (HyenaDNA: emb 5, order 64, 2 inner MLPs, Sin frequency 10)
     filter_order: int = 64
@@ -76,6 +81,8 @@ class GenomicsConfig:
             raise ValueError("BEACON-B is bidirectional: use head 'mlm', not 'lm'")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if not 0 <= self.kmer_features <= KMER_MAX:
+            raise ValueError(f"kmer_features must be 0 (off) to {KMER_MAX}, got {self.kmer_features}")
         if self.attention and self.attention not in ATTENTION.get(self.arch, ()):
             choices = ATTENTION.get(self.arch, ())
             raise ValueError(f"attention for arch {self.arch!r} must be one of {choices}, got {self.attention!r}")
@@ -256,10 +263,14 @@ class GenomicsModel(nn.Module):
         if cfg.head in ("classify", "regress", "tag"):
             self.head_dropout = nn.Dropout(max(cfg.dropout, 0.1))
             self.out = nn.Linear(cfg.d_model, cfg.num_outputs)
+        if cfg.kmer_features and cfg.head in ("classify", "regress"):
+            self.kmer_out = nn.Linear(sum(4**k for k in range(1, cfg.kmer_features + 1)), cfg.num_outputs)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
             if name.endswith(("out_proj.weight", "fc2.weight")):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if hasattr(self, "kmer_out"):  # the wide branch starts silent, as a logistic regression from zero
+            nn.init.zeros_(self.kmer_out.weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -312,7 +323,11 @@ class GenomicsModel(nn.Module):
             return self.token_logits(h)
         if head == "tag":
             return self.out(self.head_dropout(h))
-        return self.out(self.head_dropout(self.pooled(ids, mask, hidden=h)))
+        out = self.out(self.head_dropout(self.pooled(ids, mask, hidden=h)))
+        if hasattr(self, "kmer_out"):  # wide & deep: the k-mer logistic regression's logits added
+            features = kmer_frequencies(ids, self.tokenizer.base_ids[:4], self.config.kmer_features)
+            out = out + self.kmer_out(features.to(self.kmer_out.weight.dtype))
+        return out
 
     # -------------------------------------------------------------------------------- heads
     def with_head(
@@ -341,12 +356,32 @@ class GenomicsModel(nn.Module):
         return logp * (mask[:, 1:] & mask[:, :-1])
 
 
-_HEAD_PREFIXES = ("out.", "pooler.", "head_dropout.", "transform.", "lm_bias")
+_HEAD_PREFIXES = ("out.", "kmer_out.", "pooler.", "head_dropout.", "transform.", "lm_bias")
 
 
 def mean_pool(h: Tensor, mask: Tensor) -> Tensor:
     weights = mask.unsqueeze(-1).to(h.dtype)
     return (h * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def kmer_frequencies(ids: Tensor, base_ids: list[int], k_max: int) -> Tensor:
+    """``ids [b, L]`` → ``[b, 4 + 16 + ... + 4^k_max]``: for each k-mer over A/C/G/T (``base_ids`` in that
+    order; windows with N, padding or special tokens are skipped) its sublinear term frequency
+    ``1 + log(count)`` (0 when absent), the whole vector L2-normalised: the features of the k-mer tf-idf
+    logistic baseline (:func:`.baselines.kmer_tfidf_logistic`) without its idf weighting."""
+    codes = torch.full_like(ids, -1)
+    for code, token in enumerate(base_ids):
+        codes = codes.masked_fill(ids == token, code)
+    blocks = []
+    for k in range(1, k_max + 1):
+        counts = ids.new_zeros(ids.shape[0], 4**k, dtype=torch.float32)
+        if ids.shape[1] >= k:
+            windows = codes.unfold(1, k, 1)  # [b, L-k+1, k]
+            valid = (windows >= 0).all(-1)
+            index = (windows.clamp_min(0) * (4 ** torch.arange(k - 1, -1, -1, device=ids.device))).sum(-1)
+            counts.scatter_add_(1, index, valid.float())
+        blocks.append(torch.where(counts > 0, 1 + torch.log(counts.clamp_min(1)), counts))
+    return F.normalize(torch.cat(blocks, 1), dim=1)
 
 
 def mask_tokens(

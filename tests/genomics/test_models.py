@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from services.genomics import baselines, inference
-from services.genomics.models import PRESETS, GenomicsConfig, build_model, mask_tokens, preset
+from services.genomics.models import PRESETS, GenomicsConfig, build_model, kmer_frequencies, mask_tokens, preset
 from services.genomics.tokenizer import BEACON, HYENA, reverse_complement
 
 
@@ -137,6 +137,36 @@ def test_pooling_reads_real_tokens_only(pooling):
         assert torch.allclose(pooled[row], expected, atol=1e-6)
     with pytest.raises(ValueError, match="pooling"):
         GenomicsConfig(pooling="sum")
+
+
+@pytest.mark.parametrize("tok", [HYENA, BEACON])
+def test_kmer_branch_reads_the_features_of_the_kmer_baseline(tok):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.default_rng(0)
+    seqs = ["".join(rng.choice(list("ACGT"), n)) for n in (57, 9, 3, 120)]  # padded to 120 (left or right)
+    ids, _ = tok.batch(seqs)
+    ours = kmer_frequencies(ids, tok.base_ids[:4], 5).double().numpy()
+    reference = TfidfVectorizer(analyzer="char", ngram_range=(1, 5), lowercase=False, sublinear_tf=True,
+                                use_idf=False, dtype=np.float64).fit_transform(seqs).toarray()  # fmt: skip
+    for row, ref in zip(ours, reference):  # the same values; only the columns' order differs
+        assert np.allclose(np.sort(row[row > 0]), np.sort(ref[ref > 0]), atol=1e-6)
+    ids, _ = tok.batch(["ACNGT"])
+    two_mers = kmer_frequencies(ids, tok.base_ids[:4], 2)[0, 4:]
+    assert int((two_mers > 0).sum()) == 2  # AC and GT: no window across N
+
+
+def test_kmer_branch_starts_silent_and_survives_a_new_head():
+    backbone = build_model(_small("hyena"))
+    wide = backbone.with_head("classify", 3, ["a", "b", "c"], kmer_features=4)
+    assert wide.kmer_out.weight.shape == (3, 4 + 16 + 64 + 256) and not wide.kmer_out.weight.any()
+    plain = backbone.with_head("classify", 3, ["a", "b", "c"])
+    plain.out.load_state_dict(wide.out.state_dict())
+    ids, mask = HYENA.batch(["ACGTACGGT", "GTA"], add_special=False)
+    assert torch.allclose(wide.eval()(ids, mask), plain.eval()(ids, mask))  # zero weights: the deep logits alone
+    assert not hasattr(build_model(_small("hyena", kmer_features=4)), "kmer_out")  # LM heads have none
+    with pytest.raises(ValueError, match="kmer_features"):
+        GenomicsConfig(kmer_features=7)
 
 
 def test_config_refuses_mismatched_heads():

@@ -172,6 +172,37 @@ def test_a_baseline_that_beats_the_model_is_said_in_the_log(caplog):
     assert any("baseline beats" in r.getMessage() and "prefer it" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("start", ["fallback", "joint"])
+def test_the_kmer_baseline_is_kept_unless_training_beats_it_on_validation(start, caplog):
+    from services.genomics import baselines, inference
+
+    preset = PRESETS["promoters"]
+    preset = dataclasses.replace(preset, model=dataclasses.replace(preset.model, kmer_features=5), kmer_start=start,
+                                 epochs=2, patience=0)  # fmt: skip
+    pipeline = DOMAIN.pipeline(preset)
+    model = pipeline.build_model()
+    assert pipeline.best.best_epoch == -1  # the first candidate of the best-epoch choice ...
+    candidate = model.__class__(model.config)
+    candidate.load_state_dict(pipeline.best.best_state)
+    test = [e.sequence for e in pipeline.test]
+    ours = np.stack(inference.class_probabilities(candidate, test).values).argmax(1)
+    reference = baselines.kmer_tfidf_logistic([e.sequence for e in pipeline.train], [e.label for e in pipeline.train],
+                                              test).argmax(1)  # fmt: skip
+    assert (ours == reference).mean() >= 0.9  # ... is the k-mer baseline's model (without its idf)
+    if start == "fallback":  # training: the deep model alone
+        assert not model.kmer_out.weight.any() and not model.kmer_out.weight.requires_grad
+    else:  # training: both, the branch from the baseline's weights
+        assert torch.equal(model.kmer_out.weight, candidate.kmer_out.weight) and model.kmer_out.weight.requires_grad
+    # two epochs that leave a plain HyenaDNA below the baselines (the test above): here at most one error
+    with caplog.at_level("WARNING", logger="attention_suite.train"):
+        evaluation = pipeline.evaluate(train_in_process(pipeline))
+    assert evaluation.metrics["accuracy"] >= 1 - 1 / len(test) - 1e-9, evaluation.table
+    kept = any("no epoch beat the k-mer baseline" in r.getMessage() for r in caplog.records)
+    assert kept == (pipeline.best.best_epoch == -1)
+    with pytest.raises(ValueError, match="kmer_start"):
+        dataclasses.replace(preset, kmer_start="always")
+
+
 def test_a_small_training_set_is_cycled_to_fill_an_epoch():
     # 76 training promoters at batch 32 are 3 steps: the csv preset's epoch is 50, a fresh permutation a pass
     pipeline = DOMAIN.pipeline(dataclasses.replace(PRESETS["promoters"], batch_size=32, min_epoch_steps=50))
