@@ -195,10 +195,15 @@ def test_the_kmer_baseline_is_kept_unless_training_beats_it_on_validation(start,
         assert torch.equal(model.kmer_out.weight, candidate.kmer_out.weight) and model.kmer_out.weight.requires_grad
     # two epochs that leave a plain HyenaDNA below the baselines (the test above): here at most one error
     with caplog.at_level("WARNING", logger="attention_suite.train"):
-        evaluation = pipeline.evaluate(train_in_process(pipeline))
+        final = train_in_process(pipeline)
+        evaluation = pipeline.evaluate(final)
     assert evaluation.metrics["accuracy"] >= 1 - 1 / len(test) - 1e-9, evaluation.table
     kept = any("no epoch beat the k-mer baseline" in r.getMessage() for r in caplog.records)
     assert kept == (pipeline.best.best_epoch == -1)
+    if kept:  # the baseline chosen is refitted on the training and validation parts, as the printed one
+        pipeline.fit_kmer_branch(candidate, pipeline.train + pipeline.valid)
+        assert torch.allclose(final.kmer_out.weight, candidate.kmer_out.weight)
+        assert not torch.allclose(final.kmer_out.weight, model.__class__(model.config).kmer_out.weight)
     with pytest.raises(ValueError, match="kmer_start"):
         dataclasses.replace(preset, kmer_start="always")
 
