@@ -125,6 +125,9 @@ class Pipeline(ABC):
         """Early stopping: checked on every worker after :meth:`end_epoch` (must agree across workers)."""
         return False
 
+    def begin(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Once before the first epoch of a fresh run (not on resume, not when the final model is rebuilt)."""
+
     def finalize(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
         """Adjust the final model before evaluation (e.g. load the best epoch's weights)."""
 

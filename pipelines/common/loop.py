@@ -119,6 +119,8 @@ def train_loop(config: dict[str, Any]) -> None:
         start_epoch, global_step = state["epoch"] + 1, state["global_step"]
         if rank == 0:
             log.info("resuming %s at epoch %d (step %d)", config["run_name"], start_epoch, global_step)
+    else:
+        pipeline.begin(model)
     if distributed:
         _broadcast_model(model)
 

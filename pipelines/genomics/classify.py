@@ -24,7 +24,8 @@ from pipelines.common.progress import Progress
 from pipelines.common.tracking import confusion_figure
 from services.genomics import baselines, inference
 from services.genomics import sequences as seqs
-from services.genomics.models import GenomicsConfig, GenomicsModel, kmer_frequencies
+from services.genomics.kmers import kmer_frequencies
+from services.genomics.models import GenomicsConfig, GenomicsModel
 from services.genomics.models import preset as model_preset
 
 from .common import GenomicsPipeline, GenomicsPreset, example_batches, train_in_process
@@ -146,18 +147,20 @@ class ClassifyPipeline(GenomicsPipeline):
 
     def build_model(self) -> GenomicsModel:
         model = super().build_model()
-        if self.preset.kmer_start:
-            if not hasattr(model, "kmer_out"):
-                raise ValueError("kmer_start needs a k-mer branch: set the model's kmer_features (1-6)")
-            self.start_from_kmer_baseline(model)
+        if self.preset.kmer_start and not hasattr(model, "kmer_out"):
+            raise ValueError("kmer_start needs a k-mer branch: set the model's kmer_features (1-6)")
+        if self.preset.kmer_start == "fallback":  # the deep model trains alone (a resumed run too)
+            model.kmer_out.requires_grad_(False)
         return model
 
-    def start_from_kmer_baseline(self, model: GenomicsModel) -> None:
-        """Make the k-mer baseline the first candidate of the best-epoch choice (epoch -1): the k-mer branch
-        set to the L2-regularised logistic regression (C = 10, as the baseline) of the training part, the
-        deep head silenced, validated and kept; training replaces it only with a better validation score (a
-        resumed run restores its own choice). ``fallback`` then trains the deep model alone (the branch
-        zeroed and frozen); ``joint`` trains both from there, the branch starting at the baseline's weights."""
+    def begin(self, model: GenomicsModel) -> None:
+        """With ``kmer_start``: make the k-mer baseline the first candidate of the best-epoch choice (epoch
+        -1): the k-mer branch set to the L2-regularised logistic regression of the training part (as the
+        baseline), the deep head silenced, validated and kept; training replaces it only with a better
+        validation score. ``fallback`` then trains the deep model alone (the branch zeroed, and frozen by
+        :meth:`build_model`); ``joint`` trains both from there, the branch starting at the baseline's weights."""
+        if not self.preset.kmer_start:
+            return
         deep = {k: v.clone() for k, v in model.out.state_dict().items()}
         with torch.no_grad():
             for p in model.out.parameters():
@@ -168,12 +171,15 @@ class ClassifyPipeline(GenomicsPipeline):
             if self.preset.kmer_start == "fallback":
                 for p in model.kmer_out.parameters():
                     p.zero_()
-                    p.requires_grad_(False)
+
+    @property
+    def kept_kmer_baseline(self) -> bool:
+        """No epoch beat the k-mer baseline on validation: the model kept is that baseline."""
+        return bool(self.preset.kmer_start) and self.best.best_epoch == -1
 
     def finalize(self, model: GenomicsModel) -> None:
         super().finalize(model)
-        if self.preset.kmer_start and self.best.best_epoch == -1:
-            # the baseline was chosen: refitted on the training and validation parts, as the printed one is
+        if self.kept_kmer_baseline:  # refitted on the training and validation parts, as the printed one is
             self.fit_kmer_branch(model, self.train + self.valid)
 
     @staticmethod
@@ -183,7 +189,7 @@ class ClassifyPipeline(GenomicsPipeline):
 
         ids, _ = model.tokenizer.batch([e.sequence for e in examples], add_special=model.config.arch == "beacon")
         features = kmer_frequencies(ids, model.tokenizer.base_ids[:4], model.config.kmer_features).numpy()
-        fit = LogisticRegression(C=10.0, max_iter=5000).fit(features, [e.label for e in examples])
+        fit = LogisticRegression(C=baselines.KMER_C, max_iter=5000).fit(features, [e.label for e in examples])
         rows = fit.classes_ if len(fit.classes_) > 2 else fit.classes_[1:]  # binary: one row, the other 0
         model.kmer_out.weight.zero_()
         model.kmer_out.bias.zero_()
@@ -228,7 +234,7 @@ class ClassifyPipeline(GenomicsPipeline):
             log.warning("the %s baseline beats %s on this test split (%.4f vs %.4f accuracy, %d training "
                         "sequences): prefer it, or more data / --init from a pretrained model", best["model"],
                         table[0]["model"], best["accuracy"], ours["accuracy"], len(self.train))  # fmt: skip
-        if self.preset.kmer_start and self.best.best_epoch == -1:
+        if self.kept_kmer_baseline:
             log.warning("no epoch beat the k-mer baseline on validation: the model kept is that baseline (its "
                         "k-mer branch, the deep head silenced)")  # fmt: skip
         figures = {"confusion_matrix.png": confusion_figure(y, probs.argmax(1), self.labels)}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+KMER_C = 10.0  # the k-mer logistic regression's inverse L2 strength (also the models' k-mer branch fit)
 _INDEX = {c: i for i, c in enumerate("ACGTN")}
 _BYTE_CODES = np.full(256, 4, dtype=np.int64)  # normalized input: anything but A/C/G/T is N
 for _base, _code in _INDEX.items():
@@ -50,7 +51,7 @@ def kmer_tfidf_logistic(
     test: Sequence[str],
     *,
     k: tuple[int, int] = (1, 5),
-    c: float = 10.0,
+    c: float = KMER_C,
     seed: int = 0,
 ) -> np.ndarray:
     """Class probabilities for ``test`` from tf-idf k-mer (``k[0]..k[1]``) logistic regression."""

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from services.genomics import baselines, inference
-from services.genomics.models import PRESETS, GenomicsConfig, build_model, kmer_frequencies, mask_tokens, preset
+from services.genomics.kmers import kmer_frequencies
+from services.genomics.models import PRESETS, GenomicsConfig, build_model, mask_tokens, preset
 from services.genomics.tokenizer import BEACON, HYENA, reverse_complement
 
 

@@ -181,6 +181,7 @@ def test_the_kmer_baseline_is_kept_unless_training_beats_it_on_validation(start,
                                  epochs=2, patience=0)  # fmt: skip
     pipeline = DOMAIN.pipeline(preset)
     model = pipeline.build_model()
+    pipeline.begin(model)  # as the training loop does on a fresh run
     assert pipeline.best.best_epoch == -1  # the first candidate of the best-epoch choice ...
     candidate = model.__class__(model.config)
     candidate.load_state_dict(pipeline.best.best_state)
