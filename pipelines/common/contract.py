@@ -152,20 +152,26 @@ class Pipeline(ABC):
 
 class BestEpoch:
     """Early stopping on a validation score (higher is better): remembers the best epoch and its weights and
-    counts epochs without improvement (:class:`ValidatedPipeline` checkpoints it and restores the best)."""
+    counts epochs without improvement (:class:`ValidatedPipeline` checkpoints it and restores the best).
+
+    A candidate given before training (``epoch < 0``, a baseline to beat) competes for the weights kept
+    but not for patience: that counts the epochs since the training run's own best, so a run that is still
+    improving is not stopped for being below the candidate."""
 
     def __init__(self, patience: int = 0):
         self.patience = patience  # 0 = never stop early
         self.best_score, self.best_epoch, self.stale = -math.inf, -1, 0
+        self.run_best = -math.inf  # the best score of the training epochs (epoch >= 0)
         self.best_state: dict[str, torch.Tensor] | None = None
 
     def update(self, score: float, epoch: int, model: nn.Module) -> bool:
         """Record this epoch's score; True when it is the best so far (its weights are kept)."""
+        if epoch >= 0:
+            self.run_best, self.stale = (score, 0) if score > self.run_best else (self.run_best, self.stale + 1)
         if score > self.best_score:
-            self.best_score, self.best_epoch, self.stale = score, epoch, 0
+            self.best_score, self.best_epoch = score, epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             return True
-        self.stale += 1
         return False
 
     def should_stop(self) -> bool:
@@ -178,12 +184,13 @@ class BestEpoch:
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_epoch": self.best_epoch, "stale": self.stale,
-                "best_state": self.best_state}  # fmt: skip
+                "run_best": self.run_best, "best_state": self.best_state}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = state.get("best_score", -math.inf)
         self.best_epoch = state.get("best_epoch", -1)
         self.stale = state.get("stale", 0)
+        self.run_best = state.get("run_best", self.best_score)
         self.best_state = state.get("best_state")
 
 

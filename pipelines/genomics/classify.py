@@ -24,16 +24,17 @@ from pipelines.common.progress import Progress
 from pipelines.common.tracking import confusion_figure
 from services.genomics import baselines, inference
 from services.genomics import sequences as seqs
-from services.genomics.kmers import kmer_frequencies
 from services.genomics.models import GenomicsConfig, GenomicsModel
 from services.genomics.models import preset as model_preset
+from services.genomics.wide import kmer_tf, smooth_idf
 
 from .common import GenomicsPipeline, GenomicsPreset, example_batches, train_in_process
 from .data import Example, classification_records, fold_records
 from .metrics import classification_metrics, model_label
 
 log = logging.getLogger("attention_suite.train")
-KMER_STARTS = ("", "fallback", "joint")  # see ClassifyPipeline.start_from_kmer_baseline
+BASELINE_STARTS = ("", "fallback", "joint")  # see ClassifyPipeline.begin
+WIDE_NAMES = {"kmer": "k-mer", "onehot": "one-hot"}  # the wide branches (models.WIDE) by their baselines' names
 
 
 @dataclass
@@ -49,12 +50,13 @@ class ClassifyPreset(GenomicsPreset):
     folds: int = 0  # cross-validation: deal all records into this many stratified folds (0 = the data's split)
     fold: int = 0  # ... and hold this one out as the test
     min_epoch_steps: int = 0  # a small training set is cycled so that an epoch has at least this many batches
-    kmer_start: str = ""  # "fallback" / "joint": the k-mer baseline (fitted on the training part, held in the
-    # model's k-mer branch, model.kmer_features) is kept unless training beats it on validation; "" = off
+    baseline_start: str = ""  # "fallback" / "joint": the best linear baseline on validation (fitted on the
+    # training part, held in the model's wide branches: model.kmer_features, and the one-hot when all sequences
+    # have one length) is kept unless training beats it on validation; "" = off
 
     def __post_init__(self):
-        if self.kmer_start not in KMER_STARTS:
-            raise ValueError(f"kmer_start must be one of {KMER_STARTS}, got {self.kmer_start!r}")
+        if self.baseline_start not in BASELINE_STARTS:
+            raise ValueError(f"baseline_start must be one of {BASELINE_STARTS}, got {self.baseline_start!r}")
 
 
 def hyena(task: str, **changes: Any) -> GenomicsConfig:
@@ -67,14 +69,14 @@ def hyena(task: str, **changes: Any) -> GenomicsConfig:
 # the same splits as the last token: nRC 91.19% vs 90.58%, UCI promoters 10-fold 89.45% vs 68.82%, splice
 # 93.69% vs 95.02% over seeds 0-3: a small loss where one position sets the label, a large gain where motifs
 # do); a small set is cycled so that an epoch is at least 50 steps (else 100 sequences never leave the
-# warm-up before patience ends); the k-mer baseline is the first candidate of the best-epoch choice (promoters
-# 10-fold 93.27% vs 89.45%; nRC and splice validate it far below the deep model, 83% and 76%, so there the
-# deep model is trained as before). csv-joint trains the k-mer branch with HyenaDNA from the baseline's
-# weights: nRC 92.08% (csv 91.19%), promoters 97.18%, but splice 87.15% (csv 93.42% on the same seed)
+# warm-up before patience ends); the best linear baseline (k-mer, or the one-hot for one length) is the
+# first candidate of the best-epoch choice (splice 95.77% vs one-hot 95.14%, promoters 10-fold 95.36% vs
+# k-mer 98.09%; see docs/genomics.md). csv-joint trains the chosen branch with HyenaDNA from its baseline's
+# weights (splice 95.45%)
 CSV = ClassifyPreset(name="csv", about="any labelled CSV (seq,label) or GenomicBenchmarks folder; needs --data",
                      source="csv", model=hyena("csv", dropout=0.2, pooling="mean", filter_emb_dim=33, kmer_features=5),
                      epochs=40, batch_size=32, lr=1e-3, weight_decay=0.1, warmup_steps=100, patience=8,
-                     base_dropout=0.05, min_epoch_steps=50, kmer_start="fallback")
+                     base_dropout=0.05, min_epoch_steps=50, baseline_start="fallback")
 PRESETS: dict[str, ClassifyPreset] = {p.name: p for p in (
     ClassifyPreset(name="tiny-splice", about="tests: generated UCI-like splice 60-mers, seconds",
                    source="synthetic-splice", model=hyena("synthetic-splice", dropout=0.0), synthetic_size=900,
@@ -104,7 +106,7 @@ PRESETS: dict[str, ClassifyPreset] = {p.name: p for p in (
                         model=dataclasses.replace(CSV.model, rc_average=True)),
     dataclasses.replace(CSV, name="csv-joint", about="csv with HyenaDNA and the k-mer branch trained together "
                         "from the k-mer baseline (wide & deep): for motif or composition labels (nRC), not for "
-                        "labels set at one position", kmer_start="joint"),
+                        "labels set at one position", baseline_start="joint"),
     dataclasses.replace(CSV, name="csv-position", about="csv for labels set at one position of aligned "
                         "sequences (a splice junction at the centre): the last token's features, not the mean",
                         model=dataclasses.replace(CSV.model, pooling="last")),
@@ -143,58 +145,98 @@ class ClassifyPipeline(GenomicsPipeline):
             # resolve single positions instead of the first 6% of a 1k-long filter
             longest = max(len(e.sequence) for e in self.train) + cfg.tokenizer.special_count()
             cfg = dataclasses.replace(cfg, l_max=min(cfg.l_max, longest))
+        lengths = {len(e.sequence) for e in self.train + self.valid + self.test}
+        if self.preset.baseline_start and len(lengths) == 1:  # aligned sequences: the one-hot baseline's branch
+            cfg = dataclasses.replace(cfg, onehot_length=lengths.pop())
         return cfg
 
     def build_model(self) -> GenomicsModel:
         model = super().build_model()
-        if self.preset.kmer_start and not hasattr(model, "kmer_out"):
-            raise ValueError("kmer_start needs a k-mer branch: set the model's kmer_features (1-6)")
-        if self.preset.kmer_start == "fallback":  # the deep model trains alone (a resumed run too)
-            model.kmer_out.requires_grad_(False)
+        if self.preset.baseline_start and not model.wide_branches:
+            raise ValueError("baseline_start needs a wide branch: set the model's kmer_features (1-6), or give "
+                             "sequences of one length (the one-hot branch)")  # fmt: skip
+        if self.preset.baseline_start == "fallback":  # the deep model trains alone (a resumed run too)
+            for name in model.wide_branches:
+                model.wide_out(name).requires_grad_(False)
         return model
 
     def begin(self, model: GenomicsModel) -> None:
-        """With ``kmer_start``: make the k-mer baseline the first candidate of the best-epoch choice (epoch
-        -1): the k-mer branch set to the L2-regularised logistic regression of the training part (as the
-        baseline), the deep head silenced, validated and kept; training replaces it only with a better
-        validation score. ``fallback`` then trains the deep model alone (the branch zeroed, and frozen by
-        :meth:`build_model`); ``joint`` trains both from there, the branch starting at the baseline's weights."""
-        if not self.preset.kmer_start:
+        """With ``baseline_start``: make the best linear baseline the first candidate of the best-epoch
+        choice (epoch -1). Of the model's wide branches the one whose baseline cross-validates best on the
+        training part (:meth:`choose_baseline`) is set to that baseline's L2-regularised logistic regression
+        of the training part, the others and the deep head silenced; this model is validated and kept, and
+        training replaces it only with a better validation score (patience counts from the run's own best).
+        ``fallback`` then trains the deep model alone (the branches zeroed, and frozen by
+        :meth:`build_model`); ``joint`` trains all from there, the chosen branch starting at its baseline."""
+        if not self.preset.baseline_start:
             return
+        name = self.choose_baseline(model)
         deep = {k: v.clone() for k, v in model.out.state_dict().items()}
+        branches = [model.wide_out(n) for n in model.wide_branches]
         with torch.no_grad():
-            for p in model.out.parameters():
+            for p in (q for layer in (model.out, *branches) for q in layer.parameters()):
                 p.zero_()
-            self.fit_kmer_branch(model, self.train)
-            self.best.update(self.validate(model)[1], -1, model)
+            self.fit_wide_branch(model, name, self.train)
+            score = self.validate(model)[1]
+            self.best.update(score, -1, model)
             model.out.load_state_dict(deep)
-            if self.preset.kmer_start == "fallback":
-                for p in model.kmer_out.parameters():
-                    p.zero_()
+            if self.preset.baseline_start == "fallback":
+                model.wide_out(name).weight.zero_()
+                model.wide_out(name).bias.zero_()
+        log.info("the %s baseline validates at %.4f: the candidate to beat", WIDE_NAMES[name], score)
 
-    @property
-    def kept_kmer_baseline(self) -> bool:
-        """No epoch beat the k-mer baseline on validation: the model kept is that baseline."""
-        return bool(self.preset.kmer_start) and self.best.best_epoch == -1
+    def choose_baseline(self, model: GenomicsModel, folds: int = 5) -> str:
+        """The wide branch whose baseline scores best in a stratified ``folds``-fold cross-validation on the
+        training part (the first of equals): on a few hundred sequences the validation part is too small to
+        tell two logistic regressions apart (10 promoters), the training part is not. The k-mer idf is
+        fitted on the whole training part (unsupervised)."""
+        from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+        names = model.wide_branches
+        labels = np.array([e.label for e in self.train])
+        folds = min(folds, int(np.bincount(labels).min()))
+        if len(names) == 1 or folds < 2:
+            return names[0]
+        split = StratifiedKFold(folds, shuffle=True, random_state=self.preset.split_seed)
+        scores = {n: float(cross_val_score(_logistic(n), self.wide_design(model, n, self.train), labels,
+                                           cv=split).mean()) for n in names}  # fmt: skip
+        log.info("the linear baselines' %d-fold accuracy on the training part: %s", folds,
+                 ", ".join(f"{WIDE_NAMES[n]} {v:.4f}" for n, v in scores.items()))  # fmt: skip
+        return max(names, key=lambda n: scores[n])
+
+    def kept_baseline(self, model: GenomicsModel) -> str:
+        """The wide branch kept when no epoch beat the baselines on validation (the model is that baseline),
+        else ""."""
+        if not self.preset.baseline_start or self.best.best_epoch != -1:
+            return ""
+        return next((n for n in model.wide_branches if any(p.any() for p in model.wide_out(n).parameters())), "")
 
     def finalize(self, model: GenomicsModel) -> None:
         super().finalize(model)
-        if self.kept_kmer_baseline:  # refitted on the training and validation parts, as the printed one is
-            self.fit_kmer_branch(model, self.train + self.valid)
+        kept = self.kept_baseline(model)
+        if kept:  # refitted on the training and validation parts, as the printed one is
+            self.fit_wide_branch(model, kept, self.train + self.valid)
 
     @staticmethod
     @torch.no_grad()
-    def fit_kmer_branch(model: GenomicsModel, examples: list[Example]) -> None:
-        from sklearn.linear_model import LogisticRegression
-
+    def wide_design(model: GenomicsModel, name: str, examples: list[Example]) -> np.ndarray:
+        """The features wide branch ``name`` reads from ``examples`` (the k-mer idf fitted on them first)."""
         ids, _ = model.tokenizer.batch([e.sequence for e in examples], add_special=model.config.arch == "beacon")
-        features = kmer_frequencies(ids, model.tokenizer.base_ids[:4], model.config.kmer_features).numpy()
-        fit = LogisticRegression(C=baselines.KMER_C, max_iter=5000).fit(features, [e.label for e in examples])
+        if name == "kmer":
+            model.kmer_idf.copy_(smooth_idf(kmer_tf(ids, model.tokenizer.base_ids[:4], model.config.kmer_features)))
+        return model.wide_features(name, ids).numpy()
+
+    @classmethod
+    @torch.no_grad()
+    def fit_wide_branch(cls, model: GenomicsModel, name: str, examples: list[Example]) -> None:
+        """Set wide branch ``name`` (and the k-mer idf) to its baseline's logistic regression of ``examples``."""
+        fit = _logistic(name).fit(cls.wide_design(model, name, examples), [e.label for e in examples])
         rows = fit.classes_ if len(fit.classes_) > 2 else fit.classes_[1:]  # binary: one row, the other 0
-        model.kmer_out.weight.zero_()
-        model.kmer_out.bias.zero_()
-        model.kmer_out.weight[rows] = torch.tensor(fit.coef_, dtype=model.kmer_out.weight.dtype)
-        model.kmer_out.bias[rows] = torch.tensor(fit.intercept_, dtype=model.kmer_out.bias.dtype)
+        branch = model.wide_out(name)
+        branch.weight.zero_()
+        branch.bias.zero_()
+        branch.weight[rows] = torch.tensor(fit.coef_, dtype=branch.weight.dtype)
+        branch.bias[rows] = torch.tensor(fit.intercept_, dtype=branch.bias.dtype)
 
     # ------------------------------------------------------------------------------------- training
     def steps_per_epoch(self, world_size: int) -> int:
@@ -234,9 +276,10 @@ class ClassifyPipeline(GenomicsPipeline):
             log.warning("the %s baseline beats %s on this test split (%.4f vs %.4f accuracy, %d training "
                         "sequences): prefer it, or more data / --init from a pretrained model", best["model"],
                         table[0]["model"], best["accuracy"], ours["accuracy"], len(self.train))  # fmt: skip
-        if self.kept_kmer_baseline:
-            log.warning("no epoch beat the k-mer baseline on validation: the model kept is that baseline (its "
-                        "k-mer branch, the deep head silenced)")  # fmt: skip
+        kept = self.kept_baseline(model)
+        if kept:
+            log.warning("no epoch beat the %s baseline on validation: the model kept is that baseline (its "
+                        "%s branch, the deep head silenced)", WIDE_NAMES[kept], WIDE_NAMES[kept])  # fmt: skip
         figures = {"confusion_matrix.png": confusion_figure(y, probs.argmax(1), self.labels)}
         return Evaluation(metrics, "accuracy", True, table, figures)
 
@@ -250,6 +293,13 @@ class ClassifyPipeline(GenomicsPipeline):
             out["one-hot logistic"] = baselines.onehot_logistic(x, y, test)
         out["k-mer (1-5) tf-idf logistic"] = baselines.kmer_tfidf_logistic(x, y, test)
         return out
+
+
+def _logistic(name: str):
+    """The logistic regression of wide branch ``name``'s baseline (its L2 strength as in :mod:`baselines`)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=baselines.KMER_C if name == "kmer" else baselines.ONEHOT_C, max_iter=5000)
 
 
 def crossval(preset: GenomicsPreset, data: str | None, folds: int) -> list[dict[str, Any]]:

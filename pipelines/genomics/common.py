@@ -26,7 +26,7 @@ from services.genomics.tokenizer import reverse_complement
 from .data import Example
 
 # What fine-tuning takes from this pipeline when the backbone comes from a registered model (--init)
-HEAD_FIELDS = ("head", "num_outputs", "labels", "task", "rc_average", "pooling", "kmer_features")
+HEAD_FIELDS = ("head", "num_outputs", "labels", "task", "rc_average", "pooling", "kmer_features", "onehot_length")
 # What a preset decides beyond the architecture, kept when --model swaps in another named model
 TASK_FIELDS = ("dropout", "filter_emb_dim", "filter_periods", "pooling", "rc_average", "kmer_features", "task")
 WINDOW_SLACK = 2  # HyenaDNA sizes l_max as the window + 2 (its [CLS] ... [SEP] convention)

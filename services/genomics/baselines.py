@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KMER_C = 10.0  # the k-mer logistic regression's inverse L2 strength (also the models' k-mer branch fit)
+# the logistic regressions' inverse L2 strengths (also those of the models' wide branches, services.genomics.wide)
+KMER_C = 10.0
+ONEHOT_C = 1.0
 _INDEX = {c: i for i, c in enumerate("ACGTN")}
 _BYTE_CODES = np.full(256, 4, dtype=np.int64)  # normalized input: anything but A/C/G/T is N
 for _base, _code in _INDEX.items():
@@ -35,7 +37,7 @@ def onehot(sequences: Sequence[str]) -> np.ndarray:
 
 
 def onehot_logistic(
-    train: Sequence[str], labels: Sequence[int], test: Sequence[str], *, c: float = 1.0, seed: int = 0
+    train: Sequence[str], labels: Sequence[int], test: Sequence[str], *, c: float = ONEHOT_C, seed: int = 0
 ) -> np.ndarray:
     """Class probabilities for ``test`` from a position-wise one-hot logistic regression."""
     from sklearn.linear_model import LogisticRegression

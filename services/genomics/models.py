@@ -14,9 +14,11 @@
 Every model answers the same calls: ``hidden(ids, mask)`` (``[b, L, d]``), ``pooled`` (one vector per
 sequence: mean over real tokens, or the pooler for BEACON), and ``forward`` which applies the configured
 head: ``lm`` (next-token logits), ``mlm`` (masked-token logits), ``classify``/``regress`` (per sequence)
-or ``tag`` (per token). A sequence head can add a linear "wide" branch (``kmer_features``, Cheng et al.'s
-wide & deep): logits of the k-mer frequencies that the k-mer logistic baseline reads, summed with the deep
-head's, so that a model trained on a few hundred sequences need not lose to that baseline. Presets are
+or ``tag`` (per token). A sequence head can add linear "wide" branches (Cheng et al.'s wide & deep): logits
+of the features that a linear baseline reads, summed with the deep head's, so that a model trained on a few
+hundred sequences need not lose to that baseline: the tf-idf k-mer frequencies (``kmer_features``; the idf is
+a buffer, fitted with the branch) and, for aligned sequences of one length, the position-wise one-hot
+(``onehot_length``). Presets are
 named after the published models; :func:`build_model` rebuilds a
 model from its JSON config.
 """
@@ -32,15 +34,16 @@ from torch import Tensor, nn
 
 import shared_attention as sa
 
-from .kmers import kmer_frequencies
 from .tokenizer import BEACON, HYENA, Tokenizer
+from .wide import kmer_frequencies, position_onehot
 
 ARCHS = ("hyena", "transformer", "beacon", "lightning")
 # The attention an attention arch may use, from the core's registry (first: the arch's own).
 ATTENTION = {"transformer": ("softmax", "sigmoid"), "beacon": ("softmax", "sigmoid"), "lightning": ("lightning",)}
 HEADS = ("lm", "mlm", "classify", "regress", "tag")
 POOLINGS = ("mean", "max", "last")  # sequence heads of the models without a pooler (BEACON-B has one)
-KMER_MAX = 6  # the wide branch's longest k-mer (4^6 = 4,096 features of its own)
+KMER_MAX = 6  # the k-mer branch's longest k-mer (4^6 = 4,096 features of its own)
+WIDE = ("kmer", "onehot")  # the wide branches: attribute f"{name}_out", turned on by kmer_features / onehot_length
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class GenomicsConfig:
     pooling: str = "mean"  # sequence heads of HyenaDNA / transformer: "mean" or "max" over real tokens, or "last"
     rc_average: bool = False  # average predictions over the reverse complement (trained with RC augmentation)
     kmer_features: int = 0  # sequence heads: add a linear "wide" branch on k-mer (k = 1..this) frequencies (0 = off)
+    onehot_length: int = 0  # sequence heads: add a linear "wide" branch on the one-hot of the first this-many bases
     norm: str = "pre"  # "pre": x + f(LN(x)); "post": LN(x + f(x)) as BERT/BEACON
     # Hyena filter (HyenaDNA: emb 5, order 64, 2 inner MLPs, Sin frequency 10)
     filter_order: int = 64
@@ -84,6 +88,8 @@ class GenomicsConfig:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not 0 <= self.kmer_features <= KMER_MAX:
             raise ValueError(f"kmer_features must be 0 (off) to {KMER_MAX}, got {self.kmer_features}")
+        if not 0 <= self.onehot_length <= self.l_max:
+            raise ValueError(f"onehot_length must be 0 (off) to l_max={self.l_max}, got {self.onehot_length}")
         if self.attention and self.attention not in ATTENTION.get(self.arch, ()):
             choices = ATTENTION.get(self.arch, ())
             raise ValueError(f"attention for arch {self.arch!r} must be one of {choices}, got {self.attention!r}")
@@ -265,13 +271,17 @@ class GenomicsModel(nn.Module):
             self.head_dropout = nn.Dropout(max(cfg.dropout, 0.1))
             self.out = nn.Linear(cfg.d_model, cfg.num_outputs)
         if cfg.kmer_features and cfg.head in ("classify", "regress"):
-            self.kmer_out = nn.Linear(sum(4**k for k in range(1, cfg.kmer_features + 1)), cfg.num_outputs)
+            kmers = sum(4**k for k in range(1, cfg.kmer_features + 1))
+            self.kmer_out = nn.Linear(kmers, cfg.num_outputs)
+            self.register_buffer("kmer_idf", torch.ones(kmers))  # the baseline's idf, fitted with the branch
+        if cfg.onehot_length and cfg.head in ("classify", "regress"):
+            self.onehot_out = nn.Linear(cfg.onehot_length * len(self.tokenizer.base_ids), cfg.num_outputs)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
             if name.endswith(("out_proj.weight", "fc2.weight")):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
-        if hasattr(self, "kmer_out"):  # the wide branch starts silent, as a logistic regression from zero
-            nn.init.zeros_(self.kmer_out.weight)
+        for name in self.wide_branches:  # a wide branch starts silent, as a logistic regression from zero
+            nn.init.zeros_(self.wide_out(name).weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -325,10 +335,26 @@ class GenomicsModel(nn.Module):
         if head == "tag":
             return self.out(self.head_dropout(h))
         out = self.out(self.head_dropout(self.pooled(ids, mask, hidden=h)))
-        if hasattr(self, "kmer_out"):  # wide & deep: the k-mer logistic regression's logits added
-            features = kmer_frequencies(ids, self.tokenizer.base_ids[:4], self.config.kmer_features)
-            out = out + self.kmer_out(features.to(self.kmer_out.weight.dtype))
+        for name in self.wide_branches:  # wide & deep: the linear baselines' logits added
+            branch = self.wide_out(name)
+            out = out + branch(self.wide_features(name, ids).to(branch.weight.dtype))
         return out
+
+    # -------------------------------------------------------------------------------- wide branches
+    @property
+    def wide_branches(self) -> tuple[str, ...]:
+        """The names (of :data:`WIDE`) of this model's wide branches."""
+        return tuple(name for name in WIDE if hasattr(self, f"{name}_out"))
+
+    def wide_out(self, name: str) -> nn.Linear:
+        return getattr(self, f"{name}_out")
+
+    def wide_features(self, name: str, ids: Tensor) -> Tensor:
+        """The features that wide branch ``name`` reads from ``ids``: those of its linear baseline."""
+        bases = self.tokenizer.base_ids
+        if name == "kmer":
+            return kmer_frequencies(ids, bases[:4], self.config.kmer_features, self.kmer_idf)
+        return position_onehot(ids, bases, self.config.onehot_length)
 
     # -------------------------------------------------------------------------------- heads
     def with_head(
@@ -357,7 +383,7 @@ class GenomicsModel(nn.Module):
         return logp * (mask[:, 1:] & mask[:, :-1])
 
 
-_HEAD_PREFIXES = ("out.", "kmer_out.", "pooler.", "head_dropout.", "transform.", "lm_bias")
+_HEAD_PREFIXES = ("out.", "kmer_out.", "kmer_idf", "onehot_out.", "pooler.", "head_dropout.", "transform.", "lm_bias")
 
 
 def mean_pool(h: Tensor, mask: Tensor) -> Tensor:

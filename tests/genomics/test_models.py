@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from services.genomics import baselines, inference
-from services.genomics.kmers import kmer_frequencies
 from services.genomics.models import PRESETS, GenomicsConfig, build_model, mask_tokens, preset
 from services.genomics.tokenizer import BEACON, HYENA, reverse_complement
+from services.genomics.wide import kmer_frequencies, kmer_tf, position_onehot, smooth_idf
 
 
 # ---------------------------------------------------------------------------------------------- tokenizers
@@ -141,33 +141,45 @@ def test_pooling_reads_real_tokens_only(pooling):
 
 
 @pytest.mark.parametrize("tok", [HYENA, BEACON])
-def test_kmer_branch_reads_the_features_of_the_kmer_baseline(tok):
+def test_wide_branches_read_the_features_of_the_linear_baselines(tok):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     rng = np.random.default_rng(0)
     seqs = ["".join(rng.choice(list("ACGT"), n)) for n in (57, 9, 3, 120)]  # padded to 120 (left or right)
     ids, _ = tok.batch(seqs)
-    ours = kmer_frequencies(ids, tok.base_ids[:4], 5).double().numpy()
+    tf = kmer_tf(ids, tok.base_ids[:4], 5)
+    ours = kmer_frequencies(ids, tok.base_ids[:4], 5, smooth_idf(tf)).double().numpy()
     reference = TfidfVectorizer(analyzer="char", ngram_range=(1, 5), lowercase=False, sublinear_tf=True,
-                                use_idf=False, dtype=np.float64).fit_transform(seqs).toarray()  # fmt: skip
-    for row, ref in zip(ours, reference):  # the same values; only the columns' order differs
+                                dtype=np.float64).fit_transform(seqs).toarray()  # fmt: skip
+    for row, ref in zip(ours, reference):  # the same values (idf fitted on these four); only the column order differs
         assert np.allclose(np.sort(row[row > 0]), np.sort(ref[ref > 0]), atol=1e-6)
     ids, _ = tok.batch(["ACNGT"])
     two_mers = kmer_frequencies(ids, tok.base_ids[:4], 2)[0, 4:]
     assert int((two_mers > 0).sum()) == 2  # AC and GT: no window across N
+    # the one-hot of each position, counted from the first base whatever the padding side and special tokens
+    aligned = ["ACGTN" * 4, "TTGCA" * 4, "NNACG" * 4]
+    ids, _ = tok.batch([*aligned, "ACG"])
+    onehot = position_onehot(ids, tok.base_ids, 20).numpy()
+    assert np.array_equal(onehot[:3], baselines.onehot(aligned))
+    assert np.array_equal(onehot[3, :15], baselines.onehot(["ACG"])[0]) and not onehot[3, 15:].any()
 
 
-def test_kmer_branch_starts_silent_and_survives_a_new_head():
+def test_wide_branches_start_silent_and_survive_a_new_head():
     backbone = build_model(_small("hyena"))
-    wide = backbone.with_head("classify", 3, ["a", "b", "c"], kmer_features=4)
+    wide = backbone.with_head("classify", 3, ["a", "b", "c"], kmer_features=4, onehot_length=9)
+    assert wide.wide_branches == ("kmer", "onehot")
     assert wide.kmer_out.weight.shape == (3, 4 + 16 + 64 + 256) and not wide.kmer_out.weight.any()
+    assert wide.onehot_out.weight.shape == (3, 9 * 5) and not wide.onehot_out.weight.any()
+    assert torch.equal(wide.kmer_idf, torch.ones(340))  # no idf until the branch is fitted
     plain = backbone.with_head("classify", 3, ["a", "b", "c"])
     plain.out.load_state_dict(wide.out.state_dict())
     ids, mask = HYENA.batch(["ACGTACGGT", "GTA"], add_special=False)
     assert torch.allclose(wide.eval()(ids, mask), plain.eval()(ids, mask))  # zero weights: the deep logits alone
-    assert not hasattr(build_model(_small("hyena", kmer_features=4)), "kmer_out")  # LM heads have none
+    assert not build_model(_small("hyena", kmer_features=4, onehot_length=9)).wide_branches  # LM heads have none
     with pytest.raises(ValueError, match="kmer_features"):
         GenomicsConfig(kmer_features=7)
+    with pytest.raises(ValueError, match="onehot_length"):
+        GenomicsConfig(onehot_length=2000)
 
 
 def test_config_refuses_mismatched_heads():

@@ -173,40 +173,51 @@ def test_a_baseline_that_beats_the_model_is_said_in_the_log(caplog):
 
 
 @pytest.mark.parametrize("start", ["fallback", "joint"])
-def test_the_kmer_baseline_is_kept_unless_training_beats_it_on_validation(start, caplog):
+def test_the_best_linear_baseline_is_kept_unless_training_beats_it_on_validation(start, caplog):
     from services.genomics import baselines, inference
 
     preset = PRESETS["promoters"]
-    preset = dataclasses.replace(preset, model=dataclasses.replace(preset.model, kmer_features=5), kmer_start=start,
-                                 epochs=2, patience=0)  # fmt: skip
+    preset = dataclasses.replace(preset, model=dataclasses.replace(preset.model, kmer_features=5),
+                                 baseline_start=start, epochs=2, patience=0)  # fmt: skip
     pipeline = DOMAIN.pipeline(preset)
     model = pipeline.build_model()
-    pipeline.begin(model)  # as the training loop does on a fresh run
-    assert pipeline.best.best_epoch == -1  # the first candidate of the best-epoch choice ...
+    assert model.wide_branches == ("kmer", "onehot")  # the promoters all have 57 nt: the one-hot's branch too
+    with caplog.at_level("INFO", logger="attention_suite.train"):
+        pipeline.begin(model)  # as the training loop does on a fresh run
+    assert any(
+        "accuracy on the training part" in r.getMessage() and "k-mer" in r.getMessage() and "one-hot" in r.getMessage()
+        for r in caplog.records
+    )  # fmt: skip  (the choice between the baselines)
+    assert pipeline.best.best_epoch == -1 and pipeline.best.stale == 0  # the first candidate of the choice ...
     candidate = model.__class__(model.config)
     candidate.load_state_dict(pipeline.best.best_state)
+    chosen = [n for n in candidate.wide_branches if candidate.wide_out(n).weight.any()]
+    assert len(chosen) == 1 and not candidate.out.weight.any()
+    fit = {"kmer": baselines.kmer_tfidf_logistic, "onehot": baselines.onehot_logistic}[chosen[0]]
     test = [e.sequence for e in pipeline.test]
-    ours = np.stack(inference.class_probabilities(candidate, test).values).argmax(1)
-    reference = baselines.kmer_tfidf_logistic([e.sequence for e in pipeline.train], [e.label for e in pipeline.train],
-                                              test).argmax(1)  # fmt: skip
-    assert (ours == reference).mean() >= 0.9  # ... is the k-mer baseline's model (without its idf)
+    ours = np.stack(inference.class_probabilities(candidate, test).values)
+    reference = fit([e.sequence for e in pipeline.train], [e.label for e in pipeline.train], test)
+    assert np.abs(ours - reference).max() < 0.01  # ... is that baseline's model, idf included
     if start == "fallback":  # training: the deep model alone
-        assert not model.kmer_out.weight.any() and not model.kmer_out.weight.requires_grad
-    else:  # training: both, the branch from the baseline's weights
-        assert torch.equal(model.kmer_out.weight, candidate.kmer_out.weight) and model.kmer_out.weight.requires_grad
+        assert not any(model.wide_out(n).weight.any() or model.wide_out(n).weight.requires_grad
+                       for n in model.wide_branches)  # fmt: skip
+    else:  # training: all, the chosen branch from its baseline's weights
+        assert torch.equal(model.wide_out(chosen[0]).weight, candidate.wide_out(chosen[0]).weight)
+        assert all(model.wide_out(n).weight.requires_grad for n in model.wide_branches)
     # two epochs that leave a plain HyenaDNA below the baselines (the test above): here at most one error
     with caplog.at_level("WARNING", logger="attention_suite.train"):
         final = train_in_process(pipeline)
         evaluation = pipeline.evaluate(final)
     assert evaluation.metrics["accuracy"] >= 1 - 1 / len(test) - 1e-9, evaluation.table
-    kept = any("no epoch beat the k-mer baseline" in r.getMessage() for r in caplog.records)
-    assert kept == (pipeline.best.best_epoch == -1)
+    kept = pipeline.kept_baseline(final)
+    assert bool(kept) == (pipeline.best.best_epoch == -1)
+    assert any("no epoch beat the" in r.getMessage() for r in caplog.records) == bool(kept)
     if kept:  # the baseline chosen is refitted on the training and validation parts, as the printed one
-        pipeline.fit_kmer_branch(candidate, pipeline.train + pipeline.valid)
-        assert torch.allclose(final.kmer_out.weight, candidate.kmer_out.weight)
-        assert not torch.allclose(final.kmer_out.weight, model.__class__(model.config).kmer_out.weight)
-    with pytest.raises(ValueError, match="kmer_start"):
-        dataclasses.replace(preset, kmer_start="always")
+        pipeline.fit_wide_branch(candidate, kept, pipeline.train + pipeline.valid)
+        assert torch.allclose(final.wide_out(kept).weight, candidate.wide_out(kept).weight)
+        assert not torch.allclose(final.wide_out(kept).weight, pipeline.best.best_state[f"{kept}_out.weight"])
+    with pytest.raises(ValueError, match="baseline_start"):
+        dataclasses.replace(preset, baseline_start="always")
 
 
 def test_a_small_training_set_is_cycled_to_fill_an_epoch():
