@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -67,7 +68,8 @@ def two_nodes():
     """A Ray head and a second node; stopped by killing exactly their processes (``ray stop`` would
     stop every Ray cluster on the machine)."""
     temp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths live under it
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # token auth with a token of its own: a fresh machine has no ~/.ray/auth_token for `ray start` to read
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     port = _free_port()
     common = ["--num-cpus", "1", "--disable-usage-stats"]
     try:
