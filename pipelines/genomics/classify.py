@@ -26,7 +26,6 @@ from services.genomics import baselines, inference
 from services.genomics import sequences as seqs
 from services.genomics.models import GenomicsConfig, GenomicsModel
 from services.genomics.models import preset as model_preset
-from services.genomics.wide import kmer_tf, smooth_idf
 
 from .common import GenomicsPipeline, GenomicsPreset, example_batches, train_in_process
 from .data import Example, classification_records, fold_records
@@ -34,7 +33,7 @@ from .metrics import classification_metrics, model_label
 
 log = logging.getLogger("attention_suite.train")
 BASELINE_STARTS = ("", "fallback", "joint")  # see ClassifyPipeline.begin
-WIDE_NAMES = {"kmer": "k-mer", "onehot": "one-hot"}  # the wide branches (models.WIDE) by their baselines' names
+WIDE_NAMES = {"kmer": "k-mer", "onehot": "one-hot"}  # the wide branches (wide.WideBranches) by their baselines' names
 
 
 @dataclass
@@ -152,12 +151,12 @@ class ClassifyPipeline(GenomicsPipeline):
 
     def build_model(self) -> GenomicsModel:
         model = super().build_model()
-        if self.preset.baseline_start and not model.wide_branches:
+        if self.preset.baseline_start and not model.wide.names:
             raise ValueError("baseline_start needs a wide branch: set the model's kmer_features (1-6), or give "
                              "sequences of one length (the one-hot branch)")  # fmt: skip
         if self.preset.baseline_start == "fallback":  # the deep model trains alone (a resumed run too)
-            for name in model.wide_branches:
-                model.wide_out(name).requires_grad_(False)
+            for name in model.wide.names:
+                model.wide.branch(name).requires_grad_(False)
         return model
 
     def begin(self, model: GenomicsModel) -> None:
@@ -172,7 +171,7 @@ class ClassifyPipeline(GenomicsPipeline):
             return
         name = self.choose_baseline(model)
         deep = {k: v.clone() for k, v in model.out.state_dict().items()}
-        branches = [model.wide_out(n) for n in model.wide_branches]
+        branches = [model.wide.branch(n) for n in model.wide.names]
         with torch.no_grad():
             for p in (q for layer in (model.out, *branches) for q in layer.parameters()):
                 p.zero_()
@@ -181,8 +180,8 @@ class ClassifyPipeline(GenomicsPipeline):
             self.best.update(score, -1, model)
             model.out.load_state_dict(deep)
             if self.preset.baseline_start == "fallback":
-                model.wide_out(name).weight.zero_()
-                model.wide_out(name).bias.zero_()
+                model.wide.branch(name).weight.zero_()
+                model.wide.branch(name).bias.zero_()
         log.info("the %s baseline validates at %.4f: the candidate to beat", WIDE_NAMES[name], score)
 
     def choose_baseline(self, model: GenomicsModel, folds: int = 5) -> str:
@@ -192,7 +191,7 @@ class ClassifyPipeline(GenomicsPipeline):
         fitted on the whole training part (unsupervised)."""
         from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-        names = model.wide_branches
+        names = model.wide.names
         labels = np.array([e.label for e in self.train])
         folds = min(folds, int(np.bincount(labels).min()))
         if len(names) == 1 or folds < 2:
@@ -209,7 +208,7 @@ class ClassifyPipeline(GenomicsPipeline):
         else ""."""
         if not self.preset.baseline_start or self.best.best_epoch != -1:
             return ""
-        return next((n for n in model.wide_branches if any(p.any() for p in model.wide_out(n).parameters())), "")
+        return next((n for n in model.wide.names if any(p.any() for p in model.wide.branch(n).parameters())), "")
 
     def finalize(self, model: GenomicsModel) -> None:
         super().finalize(model)
@@ -222,9 +221,7 @@ class ClassifyPipeline(GenomicsPipeline):
     def wide_design(model: GenomicsModel, name: str, examples: list[Example]) -> np.ndarray:
         """The features wide branch ``name`` reads from ``examples`` (the k-mer idf fitted on them first)."""
         ids, _ = model.tokenizer.batch([e.sequence for e in examples], add_special=model.config.arch == "beacon")
-        if name == "kmer":
-            model.kmer_idf.copy_(smooth_idf(kmer_tf(ids, model.tokenizer.base_ids[:4], model.config.kmer_features)))
-        return model.wide_features(name, ids).numpy()
+        return model.wide.features(name, ids, fit_idf=True).numpy()
 
     @classmethod
     @torch.no_grad()
@@ -232,7 +229,7 @@ class ClassifyPipeline(GenomicsPipeline):
         """Set wide branch ``name`` (and the k-mer idf) to its baseline's logistic regression of ``examples``."""
         fit = _logistic(name).fit(cls.wide_design(model, name, examples), [e.label for e in examples])
         rows = fit.classes_ if len(fit.classes_) > 2 else fit.classes_[1:]  # binary: one row, the other 0
-        branch = model.wide_out(name)
+        branch = model.wide.branch(name)
         branch.weight.zero_()
         branch.bias.zero_()
         branch.weight[rows] = torch.tensor(fit.coef_, dtype=branch.weight.dtype)
@@ -296,10 +293,8 @@ class ClassifyPipeline(GenomicsPipeline):
 
 
 def _logistic(name: str):
-    """The logistic regression of wide branch ``name``'s baseline (its L2 strength as in :mod:`baselines`)."""
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=baselines.KMER_C if name == "kmer" else baselines.ONEHOT_C, max_iter=5000)
+    """The logistic regression of wide branch ``name``'s baseline."""
+    return baselines.logistic(baselines.KMER_C if name == "kmer" else baselines.ONEHOT_C)
 
 
 def crossval(preset: GenomicsPreset, data: str | None, folds: int) -> list[dict[str, Any]]:

@@ -36,13 +36,18 @@ def onehot(sequences: Sequence[str]) -> np.ndarray:
     return out.reshape(len(sequences), -1)
 
 
+def logistic(c: float, seed: int = 0):
+    """The baselines' L2-regularised logistic regression (inverse strength ``c``), unfitted."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=5000, random_state=seed)
+
+
 def onehot_logistic(
     train: Sequence[str], labels: Sequence[int], test: Sequence[str], *, c: float = ONEHOT_C, seed: int = 0
 ) -> np.ndarray:
     """Class probabilities for ``test`` from a position-wise one-hot logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=c, max_iter=5000, random_state=seed)
+    model = logistic(c, seed)
     model.fit(onehot(train), np.asarray(labels))
     return _full_proba(model, onehot(test))
 
@@ -58,11 +63,10 @@ def kmer_tfidf_logistic(
 ) -> np.ndarray:
     """Class probabilities for ``test`` from tf-idf k-mer (``k[0]..k[1]``) logistic regression."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
     vectorizer = TfidfVectorizer(analyzer="char", ngram_range=k, lowercase=False, sublinear_tf=True)
     features = vectorizer.fit_transform(train)
-    model = LogisticRegression(C=c, max_iter=5000, random_state=seed)
+    model = logistic(c, seed)
     model.fit(features, np.asarray(labels))
     return _full_proba(model, vectorizer.transform(test))
 

@@ -14,11 +14,10 @@
 Every model answers the same calls: ``hidden(ids, mask)`` (``[b, L, d]``), ``pooled`` (one vector per
 sequence: mean over real tokens, or the pooler for BEACON), and ``forward`` which applies the configured
 head: ``lm`` (next-token logits), ``mlm`` (masked-token logits), ``classify``/``regress`` (per sequence)
-or ``tag`` (per token). A sequence head can add linear "wide" branches (Cheng et al.'s wide & deep): logits
-of the features that a linear baseline reads, summed with the deep head's, so that a model trained on a few
-hundred sequences need not lose to that baseline: the tf-idf k-mer frequencies (``kmer_features``; the idf is
-a buffer, fitted with the branch) and, for aligned sequences of one length, the position-wise one-hot
-(``onehot_length``). Presets are
+or ``tag`` (per token). A sequence head can add linear "wide" branches (:class:`.wide.WideBranches`): the
+logits of a linear baseline's features (tf-idf k-mers, ``kmer_features``; the one-hot of aligned sequences,
+``onehot_length``) summed with the deep head's, so that a model trained on a few hundred sequences need not
+lose to that baseline. Presets are
 named after the published models; :func:`build_model` rebuilds a
 model from its JSON config.
 """
@@ -35,7 +34,7 @@ from torch import Tensor, nn
 import shared_attention as sa
 
 from .tokenizer import BEACON, HYENA, Tokenizer
-from .wide import kmer_frequencies, position_onehot
+from .wide import WideBranches
 
 ARCHS = ("hyena", "transformer", "beacon", "lightning")
 # The attention an attention arch may use, from the core's registry (first: the arch's own).
@@ -43,7 +42,6 @@ ATTENTION = {"transformer": ("softmax", "sigmoid"), "beacon": ("softmax", "sigmo
 HEADS = ("lm", "mlm", "classify", "regress", "tag")
 POOLINGS = ("mean", "max", "last")  # sequence heads of the models without a pooler (BEACON-B has one)
 KMER_MAX = 6  # the k-mer branch's longest k-mer (4^6 = 4,096 features of its own)
-WIDE = ("kmer", "onehot")  # the wide branches: attribute f"{name}_out", turned on by kmer_features / onehot_length
 
 
 @dataclass(frozen=True)
@@ -270,18 +268,14 @@ class GenomicsModel(nn.Module):
         if cfg.head in ("classify", "regress", "tag"):
             self.head_dropout = nn.Dropout(max(cfg.dropout, 0.1))
             self.out = nn.Linear(cfg.d_model, cfg.num_outputs)
-        if cfg.kmer_features and cfg.head in ("classify", "regress"):
-            kmers = sum(4**k for k in range(1, cfg.kmer_features + 1))
-            self.kmer_out = nn.Linear(kmers, cfg.num_outputs)
-            self.register_buffer("kmer_idf", torch.ones(kmers))  # the baseline's idf, fitted with the branch
-        if cfg.onehot_length and cfg.head in ("classify", "regress"):
-            self.onehot_out = nn.Linear(cfg.onehot_length * len(self.tokenizer.base_ids), cfg.num_outputs)
+        if cfg.head in ("classify", "regress"):  # no parameters unless kmer_features / onehot_length
+            self.wide = WideBranches(self.tokenizer.base_ids, cfg.num_outputs, cfg.kmer_features, cfg.onehot_length)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
             if name.endswith(("out_proj.weight", "fc2.weight")):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
-        for name in self.wide_branches:  # a wide branch starts silent, as a logistic regression from zero
-            nn.init.zeros_(self.wide_out(name).weight)
+        if hasattr(self, "wide"):  # silent, as a logistic regression from zero
+            self.wide.silence()
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -335,26 +329,7 @@ class GenomicsModel(nn.Module):
         if head == "tag":
             return self.out(self.head_dropout(h))
         out = self.out(self.head_dropout(self.pooled(ids, mask, hidden=h)))
-        for name in self.wide_branches:  # wide & deep: the linear baselines' logits added
-            branch = self.wide_out(name)
-            out = out + branch(self.wide_features(name, ids).to(branch.weight.dtype))
-        return out
-
-    # -------------------------------------------------------------------------------- wide branches
-    @property
-    def wide_branches(self) -> tuple[str, ...]:
-        """The names (of :data:`WIDE`) of this model's wide branches."""
-        return tuple(name for name in WIDE if hasattr(self, f"{name}_out"))
-
-    def wide_out(self, name: str) -> nn.Linear:
-        return getattr(self, f"{name}_out")
-
-    def wide_features(self, name: str, ids: Tensor) -> Tensor:
-        """The features that wide branch ``name`` reads from ``ids``: those of its linear baseline."""
-        bases = self.tokenizer.base_ids
-        if name == "kmer":
-            return kmer_frequencies(ids, bases[:4], self.config.kmer_features, self.kmer_idf)
-        return position_onehot(ids, bases, self.config.onehot_length)
+        return out + self.wide(ids)  # wide & deep: the linear baselines' logits added
 
     # -------------------------------------------------------------------------------- heads
     def with_head(
@@ -383,7 +358,7 @@ class GenomicsModel(nn.Module):
         return logp * (mask[:, 1:] & mask[:, :-1])
 
 
-_HEAD_PREFIXES = ("out.", "kmer_out.", "kmer_idf", "onehot_out.", "pooler.", "head_dropout.", "transform.", "lm_bias")
+_HEAD_PREFIXES = ("out.", "wide.", "pooler.", "head_dropout.", "transform.", "lm_bias")
 
 
 def mean_pool(h: Tensor, mask: Tensor) -> Tensor:

@@ -167,15 +167,16 @@ def test_wide_branches_read_the_features_of_the_linear_baselines(tok):
 def test_wide_branches_start_silent_and_survive_a_new_head():
     backbone = build_model(_small("hyena"))
     wide = backbone.with_head("classify", 3, ["a", "b", "c"], kmer_features=4, onehot_length=9)
-    assert wide.wide_branches == ("kmer", "onehot")
-    assert wide.kmer_out.weight.shape == (3, 4 + 16 + 64 + 256) and not wide.kmer_out.weight.any()
-    assert wide.onehot_out.weight.shape == (3, 9 * 5) and not wide.onehot_out.weight.any()
-    assert torch.equal(wide.kmer_idf, torch.ones(340))  # no idf until the branch is fitted
+    assert wide.wide.names == ("kmer", "onehot")
+    assert wide.wide.kmer.weight.shape == (3, 4 + 16 + 64 + 256) and not wide.wide.kmer.weight.any()
+    assert wide.wide.onehot.weight.shape == (3, 9 * 5) and not wide.wide.onehot.weight.any()
+    assert torch.equal(wide.wide.kmer_idf, torch.ones(340))  # no idf until the branch is fitted
     plain = backbone.with_head("classify", 3, ["a", "b", "c"])
     plain.out.load_state_dict(wide.out.state_dict())
     ids, mask = HYENA.batch(["ACGTACGGT", "GTA"], add_special=False)
     assert torch.allclose(wide.eval()(ids, mask), plain.eval()(ids, mask))  # zero weights: the deep logits alone
-    assert not build_model(_small("hyena", kmer_features=4, onehot_length=9)).wide_branches  # LM heads have none
+    assert not hasattr(build_model(_small("hyena", kmer_features=4, onehot_length=9)), "wide")  # LM heads have none
+    assert not plain.wide.names and not any(k.startswith("wide.") for k in plain.state_dict())
     with pytest.raises(ValueError, match="kmer_features"):
         GenomicsConfig(kmer_features=7)
     with pytest.raises(ValueError, match="onehot_length"):

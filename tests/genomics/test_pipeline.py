@@ -181,7 +181,7 @@ def test_the_best_linear_baseline_is_kept_unless_training_beats_it_on_validation
                                  baseline_start=start, epochs=2, patience=0)  # fmt: skip
     pipeline = DOMAIN.pipeline(preset)
     model = pipeline.build_model()
-    assert model.wide_branches == ("kmer", "onehot")  # the promoters all have 57 nt: the one-hot's branch too
+    assert model.wide.names == ("kmer", "onehot")  # the promoters all have 57 nt: the one-hot's branch too
     with caplog.at_level("INFO", logger="attention_suite.train"):
         pipeline.begin(model)  # as the training loop does on a fresh run
     assert any(
@@ -191,7 +191,7 @@ def test_the_best_linear_baseline_is_kept_unless_training_beats_it_on_validation
     assert pipeline.best.best_epoch == -1 and pipeline.best.stale == 0  # the first candidate of the choice ...
     candidate = model.__class__(model.config)
     candidate.load_state_dict(pipeline.best.best_state)
-    chosen = [n for n in candidate.wide_branches if candidate.wide_out(n).weight.any()]
+    chosen = [n for n in candidate.wide.names if candidate.wide.branch(n).weight.any()]
     assert len(chosen) == 1 and not candidate.out.weight.any()
     fit = {"kmer": baselines.kmer_tfidf_logistic, "onehot": baselines.onehot_logistic}[chosen[0]]
     test = [e.sequence for e in pipeline.test]
@@ -199,11 +199,11 @@ def test_the_best_linear_baseline_is_kept_unless_training_beats_it_on_validation
     reference = fit([e.sequence for e in pipeline.train], [e.label for e in pipeline.train], test)
     assert np.abs(ours - reference).max() < 0.01  # ... is that baseline's model, idf included
     if start == "fallback":  # training: the deep model alone
-        assert not any(model.wide_out(n).weight.any() or model.wide_out(n).weight.requires_grad
-                       for n in model.wide_branches)  # fmt: skip
+        assert not any(model.wide.branch(n).weight.any() or model.wide.branch(n).weight.requires_grad
+                       for n in model.wide.names)  # fmt: skip
     else:  # training: all, the chosen branch from its baseline's weights
-        assert torch.equal(model.wide_out(chosen[0]).weight, candidate.wide_out(chosen[0]).weight)
-        assert all(model.wide_out(n).weight.requires_grad for n in model.wide_branches)
+        assert torch.equal(model.wide.branch(chosen[0]).weight, candidate.wide.branch(chosen[0]).weight)
+        assert all(model.wide.branch(n).weight.requires_grad for n in model.wide.names)
     # two epochs that leave a plain HyenaDNA below the baselines (the test above): here at most one error
     with caplog.at_level("WARNING", logger="attention_suite.train"):
         final = train_in_process(pipeline)
@@ -214,8 +214,8 @@ def test_the_best_linear_baseline_is_kept_unless_training_beats_it_on_validation
     assert any("no epoch beat the" in r.getMessage() for r in caplog.records) == bool(kept)
     if kept:  # the baseline chosen is refitted on the training and validation parts, as the printed one
         pipeline.fit_wide_branch(candidate, kept, pipeline.train + pipeline.valid)
-        assert torch.allclose(final.wide_out(kept).weight, candidate.wide_out(kept).weight)
-        assert not torch.allclose(final.wide_out(kept).weight, pipeline.best.best_state[f"{kept}_out.weight"])
+        assert torch.allclose(final.wide.branch(kept).weight, candidate.wide.branch(kept).weight)
+        assert not torch.allclose(final.wide.branch(kept).weight, pipeline.best.best_state[f"wide.{kept}.weight"])
     with pytest.raises(ValueError, match="baseline_start"):
         dataclasses.replace(preset, baseline_start="always")
 
