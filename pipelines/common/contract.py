@@ -164,11 +164,14 @@ class BestEpoch:
         self.run_best = -math.inf  # the best score of the training epochs (epoch >= 0)
         self.best_state: dict[str, torch.Tensor] | None = None
 
-    def update(self, score: float, epoch: int, model: nn.Module) -> bool:
-        """Record this epoch's score; True when it is the best so far (its weights are kept)."""
+    def update(self, score: float, epoch: int, model: nn.Module, clears_candidate: bool = True) -> bool:
+        """Record this epoch's score; True when it is the best so far (its weights are kept). An epoch that
+        does not ``clears_candidate`` keeps the candidate given before training even with a higher score
+        (its lead is within the noise of the comparison)."""
         if epoch >= 0:
             self.run_best, self.stale = (score, 0) if score > self.run_best else (self.run_best, self.stale + 1)
-        if score > self.best_score:
+        holds_candidate = self.best_epoch < 0 and self.best_state is not None
+        if score > self.best_score and (clears_candidate or not holds_candidate):
             self.best_score, self.best_epoch = score, epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             return True
@@ -217,9 +220,14 @@ class ValidatedPipeline(Pipeline):
         """Validation metrics (logged as ``val/<name>``) and the score the best epoch is chosen by (higher is
         better)."""
 
+    def clears_candidate(self) -> bool:
+        """Whether the epoch just validated may replace a candidate given before training (a baseline, see
+        :class:`BestEpoch`) when it scores higher: by default it may."""
+        return True
+
     def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
         metrics, score = self.validate(model)
-        self.best.update(score, epoch, model)
+        self.best.update(score, epoch, model, self.clears_candidate())
         return {**{f"val/{k}": v for k, v in metrics.items()}, "val/best_epoch": float(self.best.best_epoch)}
 
     def should_stop(self) -> bool:

@@ -220,6 +220,46 @@ def test_the_best_linear_baseline_is_kept_unless_training_beats_it_on_validation
         dataclasses.replace(preset, baseline_start="always")
 
 
+@pytest.mark.parametrize(
+    ("wins", "losses", "clears"),
+    [
+        (1, 0, False),
+        (2, 0, False),
+        (3, 0, True),
+        (3, 1, False),
+        (4, 1, False),
+        (5, 1, True),
+        (9, 4, True),
+        (9, 5, False),
+        (4, 6, False),
+        (0, 0, False),
+    ],
+)
+def test_an_epoch_replaces_the_baseline_only_with_a_lead_beyond_the_paired_noise(wins, losses, clears):
+    # McNemar's exact test on the discordant sequences at one standard deviation's level (p < 0.159)
+    pipeline = DOMAIN.pipeline(PRESETS["tiny-splice"])
+    assert pipeline.clears_candidate()  # no baseline: any better score replaces the best
+    both, neither = 5, 2
+    baseline = np.array([True] * both + [False] * wins + [True] * losses + [False] * neither)
+    pipeline.baseline_right = baseline
+    pipeline.valid_right = np.array([True] * both + [True] * wins + [False] * losses + [False] * neither)
+    assert pipeline.clears_candidate() == clears
+    resumed = DOMAIN.pipeline(PRESETS["tiny-splice"])
+    resumed.load_state_dict(pipeline.state_dict())  # a resumed run keeps the baseline's answers
+    assert np.array_equal(resumed.baseline_right, baseline)
+
+
+def test_the_sign_test_is_the_binomial_tail_of_a_fair_coin():
+    from scipy.stats import binomtest
+
+    from pipelines.genomics.classify import ONE_SIGMA, sign_test
+
+    assert abs(ONE_SIGMA - 0.158655) < 1e-6 and sign_test(0, 0) == 1.0
+    for wins, losses in [(2, 0), (9, 4), (9, 5), (3, 7), (40, 25)]:
+        expected = binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue
+        assert abs(sign_test(wins, losses) - expected) < 1e-12
+
+
 def test_a_small_training_set_is_cycled_to_fill_an_epoch():
     # 76 training promoters at batch 32 are 3 steps: the csv preset's epoch is 50, a fresh permutation a pass
     pipeline = DOMAIN.pipeline(dataclasses.replace(PRESETS["promoters"], batch_size=32, min_epoch_steps=50))
