@@ -5,6 +5,7 @@ and command lines."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -247,6 +248,46 @@ def test_an_epoch_replaces_the_baseline_only_with_a_lead_beyond_the_paired_noise
     resumed = DOMAIN.pipeline(PRESETS["tiny-splice"])
     resumed.load_state_dict(pipeline.state_dict())  # a resumed run keeps the baseline's answers
     assert np.array_equal(resumed.baseline_right, baseline)
+
+
+@pytest.mark.parametrize("epoch_score", [0.0, 1.01])  # a blend that validates at least as well / worse
+def test_an_epoch_that_won_is_averaged_with_the_baseline_it_beat_when_that_validates_as_well(epoch_score):
+    from services.genomics import inference
+
+    preset = dataclasses.replace(PRESETS["tiny-splice"], baseline_start="fallback")
+    pipeline = DOMAIN.pipeline(preset)
+    model = pipeline.build_model()
+    pipeline.begin(model)
+    name = pipeline.baseline_name
+    assert name == "onehot" and not model.wide.branch(name).weight.any()  # 60-mers: the one-hot is chosen
+    pipeline.best.best_score = -math.inf  # whatever the baseline scored, the epoch below beats it
+    pipeline.best.update(epoch_score, 0, model)  # "epoch 0 won" with this validation score
+    deep = [e.sequence for e in pipeline.test]
+    epoch_logits = _logits(model, deep)
+    pipeline.finalize(model)
+    if epoch_score > 1:  # the blend validates below the epoch: the epoch alone, unchanged
+        assert not pipeline.blended and not model.wide.branch(name).weight.any()
+        assert torch.allclose(_logits(model, deep), epoch_logits)
+        return
+    assert pipeline.blended == name
+    baseline = model.__class__(model.config)
+    baseline.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        baseline.out.weight.zero_()
+        baseline.out.bias.zero_()
+    pipeline.fit_wide_branch(baseline, name, pipeline.train + pipeline.valid)  # the printed baseline's model
+    expected = 0.5 * epoch_logits + 0.5 * _logits(baseline, deep)
+    assert torch.allclose(_logits(model, deep), expected, atol=1e-5)
+    pipeline.finalize(model)  # the driver finalizes the rebuilt model again: the same model
+    assert torch.allclose(_logits(model, deep), expected, atol=1e-5)
+    probs = np.stack(inference.class_probabilities(model, deep).values)
+    assert np.abs(probs - torch.softmax(expected, -1).numpy()).max() < 0.01  # what the service answers
+
+
+def _logits(model, sequences):
+    ids, mask = model.tokenizer.batch(sequences)
+    with torch.no_grad():
+        return model.eval()(ids, mask)
 
 
 def test_the_sign_test_is_the_binomial_tail_of_a_fair_coin():
