@@ -123,7 +123,6 @@ class ClassifyPipeline(GenomicsPipeline):
     baseline_right: np.ndarray | None = None  # the baseline's correct validation sequences (begin)
     valid_right: np.ndarray | None = None  # the last validated model's
     baseline_name: str = ""  # the wide branch of the baseline chosen in begin
-    blended: str = ""  # the baseline the final model averages with its best epoch (blend)
 
     def load_data(self) -> None:
         p = self.preset
@@ -245,7 +244,14 @@ class ClassifyPipeline(GenomicsPipeline):
         else ""."""
         if not self.preset.baseline_start or self.best.best_epoch != -1:
             return ""
-        return next((n for n in model.wide.names if any(p.any() for p in model.wide.branch(n).parameters())), "")
+        return _live_branch(model)
+
+    def blended_baseline(self, model: GenomicsModel) -> str:
+        """The wide branch that the final model of a ``fallback`` run averages with its best epoch
+        (:meth:`blend`), else "" (training keeps the branches at zero)."""
+        if self.preset.baseline_start != "fallback" or self.best.best_epoch < 0:
+            return ""
+        return _live_branch(model)
 
     def finalize(self, model: GenomicsModel) -> None:
         super().finalize(model)
@@ -275,7 +281,6 @@ class ClassifyPipeline(GenomicsPipeline):
             return
         self.fit_wide_branch(model, name, self.train + self.valid)
         _halve(model.wide.branch(name))
-        self.blended = name
 
     @staticmethod
     @torch.no_grad()
@@ -339,8 +344,9 @@ class ClassifyPipeline(GenomicsPipeline):
         if kept:
             log.warning("no epoch beat the %s baseline on validation: the model kept is that baseline (its "
                         "%s branch, the deep head silenced)", WIDE_NAMES[kept], WIDE_NAMES[kept])  # fmt: skip
-        if self.blended:
-            log.info("the model is the best epoch averaged with the %s baseline", WIDE_NAMES[self.blended])
+        blended = self.blended_baseline(model)
+        if blended:
+            log.info("the model is the best epoch averaged with the %s baseline", WIDE_NAMES[blended])
         figures = {"confusion_matrix.png": confusion_figure(y, probs.argmax(1), self.labels)}
         return Evaluation(metrics, "accuracy", True, table, figures)
 
@@ -354,6 +360,11 @@ class ClassifyPipeline(GenomicsPipeline):
             out["one-hot logistic"] = baselines.onehot_logistic(x, y, test)
         out["k-mer (1-5) tf-idf logistic"] = baselines.kmer_tfidf_logistic(x, y, test)
         return out
+
+
+def _live_branch(model: GenomicsModel) -> str:
+    """The first wide branch with a nonzero weight or bias, else ""."""
+    return next((n for n in model.wide.names if any(p.any() for p in model.wide.branch(n).parameters())), "")
 
 
 def _halve(layer: torch.nn.Module) -> None:

@@ -266,10 +266,10 @@ def test_an_epoch_that_won_is_averaged_with_the_baseline_it_beat_when_that_valid
     epoch_logits = _logits(model, deep)
     pipeline.finalize(model)
     if epoch_score > 1:  # the blend validates below the epoch: the epoch alone, unchanged
-        assert not pipeline.blended and not model.wide.branch(name).weight.any()
+        assert not pipeline.blended_baseline(model) and not model.wide.branch(name).weight.any()
         assert torch.allclose(_logits(model, deep), epoch_logits)
         return
-    assert pipeline.blended == name
+    assert pipeline.blended_baseline(model) == name
     baseline = model.__class__(model.config)
     baseline.load_state_dict(model.state_dict())
     with torch.no_grad():
