@@ -1,6 +1,6 @@
 """The command line every pipeline shares: ``python -m pipelines.<domain> <command> --preset <name>``.
 
-Commands: ``train`` (with ``--resume``, ``--workers``, ``--cpus``, ``--epochs``, ``--data``), ``evaluate``
+Commands: ``train`` (with ``--resume``, ``--workers``, ``--cpus``, ``--epochs``, ``--seed``, ``--data``), ``evaluate``
 (a registered version or the champion, logged as its own MLflow run), ``presets`` (list them); a domain
 may add more. Bad input (a missing file, a malformed row, an unknown preset) ends in one line on stderr
 naming what was wrong and exit status 2, not a traceback.
@@ -25,6 +25,7 @@ Command = Callable[[argparse.Namespace], int]
 Adjust = Callable[[Any, argparse.Namespace], Any]
 
 # What a user's input can be wrong with: these end in one line, anything else is our bug (traceback).
+SEED_HELP = "override the preset's seed (initialisation and order; some presets draw generated data or a split from it)"
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, LookupError)
 
 
@@ -85,6 +86,7 @@ def main(
         metavar="N",
         help="CPUs per Ray Train worker (also its torch threads, at least 1); default from the preset",
     )
+    t.add_argument("--seed", type=int, help=SEED_HELP)
     t.add_argument("--no-promote", action="store_true", help="register but never move the champion alias")
     e = command("evaluate", "evaluate a registered model version (default: the champion)")
     e.add_argument("--preset", required=True, choices=names, metavar="PRESET", help="one of the presets below")
@@ -138,10 +140,8 @@ def _run(domain: Domain, args: argparse.Namespace, extra: dict, train_options) -
         preset = train_options[1](preset, args)
     if args.command == "evaluate":
         return _evaluate(domain, preset, args)
-    if args.epochs:
-        preset = dataclasses.replace(preset, epochs=args.epochs)
-    if args.cpus:
-        preset = dataclasses.replace(preset, cpus_per_worker=args.cpus)
+    overrides = {"epochs": args.epochs or None, "cpus_per_worker": args.cpus or None, "seed": args.seed}
+    preset = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
     outcome = train(
         domain.pipeline_class(args.preset),
         preset,

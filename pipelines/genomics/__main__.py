@@ -21,6 +21,7 @@ config (another named model, another architecture, the registered name's tag).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -82,6 +83,7 @@ def _configure_crossval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data")
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--arch", help="replace the preset's architecture (e.g. transformer)")
+    parser.add_argument("--seed", type=int, help=cli.SEED_HELP)
 
 
 def _run_crossval(args: argparse.Namespace) -> int:
@@ -92,6 +94,8 @@ def _run_crossval(args: argparse.Namespace) -> int:
     preset = DOMAIN.presets[args.preset]
     if args.arch:
         preset = DOMAIN.pipeline_class(args.preset).adjusted(preset, arch=args.arch)
+    if args.seed is not None:
+        preset = dataclasses.replace(preset, seed=args.seed)
     started = time.time()
     rows = crossval(preset, args.data, args.folds)
     summary = []
@@ -103,7 +107,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
     with mlflow.start_run(run_name=f"crossval-{preset.name}-{args.arch or 'default'}",
                           experiment_id=experiment.experiment_id):  # fmt: skip
         mlflow.log_params({"preset": preset.name, "arch": preset.model.arch, "folds": args.folds,
-                           "data": args.data or "shipped"})  # fmt: skip
+                           "seed": preset.seed, "data": args.data or "shipped"})  # fmt: skip
         mlflow.log_metrics({metric_name(f"cv/{r['model']}/mean_accuracy"): r["mean_accuracy"] for r in summary})
         mlflow.log_text(markdown_table(rows), "crossval/folds.md")
         mlflow.log_text(markdown_table(summary), "crossval/summary.md")
