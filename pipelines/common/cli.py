@@ -24,8 +24,9 @@ Configure = Callable[[argparse.ArgumentParser], None]
 Command = Callable[[argparse.Namespace], int]
 Adjust = Callable[[Any, argparse.Namespace], Any]
 
-# What a user's input can be wrong with: these end in one line, anything else is our bug (traceback).
 SEED_HELP = "override the preset's seed (initialisation and order; some presets draw generated data or a split from it)"
+
+# What a user's input can be wrong with: these end in one line, anything else is our bug (traceback).
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, LookupError)
 
 
