@@ -73,7 +73,7 @@ def hyena(task: str, **changes: Any) -> GenomicsConfig:
 # warm-up before patience ends); the best linear baseline (k-mer, or the one-hot for one length) is the
 # first candidate of the best-epoch choice, replaced only by an epoch clearly ahead on validation, and that
 # epoch averaged with the baseline when this validates as well (splice 96.71% vs one-hot 95.14%, promoters
-# 10-fold 98.09% = k-mer, nRC 90.31% vs 88.46% before the average; see docs/genomics.md). csv-joint trains the
+# 10-fold 98.09% = k-mer, nRC 92.69% vs 88.46%; see docs/genomics.md). csv-joint trains the
 # chosen branch with HyenaDNA from its baseline's weights (splice 95.45%)
 CSV = ClassifyPreset(name="csv", about="any labelled CSV (seq,label) or GenomicBenchmarks folder; needs --data",
                      source="csv", model=hyena("csv", dropout=0.2, pooling="mean", filter_emb_dim=33, kmer_features=5),
