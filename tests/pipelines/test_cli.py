@@ -1,33 +1,24 @@
-"""The command line every pipeline shares: its overrides reach the preset that trains."""
+"""The command line every pipeline shares, run for real (in-process training, a real MLflow store): its
+overrides reach the preset that trains, and the run logs them."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import re
 
-import pytest
+from mlflow import MlflowClient
 
-from pipelines.common import cli
+from pipelines import genomics
 from pipelines.genomics.domain import DOMAIN
 
 
-@pytest.fixture
-def trained_presets(monkeypatch):
-    """The presets that ``train`` receives (the training itself is not this test's subject)."""
-    seen = []
-
-    def fake_train(pipeline_class, preset, **kwargs):
-        seen.append(preset)
-        return SimpleNamespace(evaluation=SimpleNamespace(table=[{"accuracy": 1.0}]), registered_name="m",
-                               version=1, promoted=False, run_id="r")  # fmt: skip
-
-    monkeypatch.setattr(cli, "train", fake_train)
-    return seen
-
-
-def test_seed_epochs_and_cpus_override_the_preset(trained_presets):
+def test_seed_and_epochs_override_the_preset_and_are_logged(suite_env, capsys):
     base = DOMAIN.presets["tiny-splice"]
-    assert cli.main(DOMAIN, ["train", "--preset", "tiny-splice", "--seed", "3", "--epochs", "2", "--cpus", "0.5"]) == 0
-    assert cli.main(DOMAIN, ["train", "--preset", "tiny-splice"]) == 0
-    changed, kept = trained_presets
-    assert (changed.seed, changed.epochs, changed.cpus_per_worker) == (3, 2, 0.5) and base.seed != 3
-    assert (kept.seed, kept.epochs, kept.cpus_per_worker) == (base.seed, base.epochs, base.cpus_per_worker)
+    assert base.seed != 3 and base.epochs != 1
+    # a registered name of its own (--dataset), so that no other test's model gains a version
+    argv = ["finetune", "--task", "tiny-splice", "--dataset", "cli-seed", "--workers", "0", "--seed", "3",
+            "--epochs", "1", "--no-promote"]  # fmt: skip
+    assert genomics.main(argv) == 0
+    registered, run_id = re.search(r"registered (\S+) v\d+ .*; run (\w+)\)", capsys.readouterr().out).groups()
+    assert "cli-seed" in registered
+    params = MlflowClient().get_run(run_id).data.params
+    assert (params["preset.seed"], params["preset.epochs"]) == ("3", "1")
