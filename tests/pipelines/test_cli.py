@@ -11,10 +11,11 @@ from pipelines import genomics
 from pipelines.genomics.domain import DOMAIN
 
 
-def test_seed_and_epochs_override_the_preset_and_are_logged(suite_env, capsys):
+def test_seed_and_epochs_override_the_preset_and_are_logged(ray_cluster, capsys):
     base = DOMAIN.presets["tiny-splice"]
     assert base.seed != 3 and base.epochs != 1
-    # a registered name of its own (--dataset), so that no other test's model gains a version
+    # the suite's Ray session (the run would start one of its own, which the cluster fixture could not
+    # start beside); a registered name of its own (--dataset), so that no other test's model gains a version
     argv = ["finetune", "--task", "tiny-splice", "--dataset", "cli-seed", "--workers", "0", "--seed", "3",
             "--epochs", "1", "--no-promote"]  # fmt: skip
     assert genomics.main(argv) == 0
