@@ -141,8 +141,7 @@ def _run(domain: Domain, args: argparse.Namespace, extra: dict, train_options) -
         preset = train_options[1](preset, args)
     if args.command == "evaluate":
         return _evaluate(domain, preset, args)
-    overrides = {"epochs": args.epochs or None, "cpus_per_worker": args.cpus or None, "seed": args.seed}
-    preset = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+    preset = overridden(preset, args)
     outcome = train(
         domain.pipeline_class(args.preset),
         preset,
@@ -157,6 +156,13 @@ def _run(domain: Domain, args: argparse.Namespace, extra: dict, train_options) -
         f"({'champion' if outcome.promoted else 'not promoted'}; run {outcome.run_id})"
     )
     return 0
+
+
+def overridden(preset: TrainPreset, args: argparse.Namespace) -> TrainPreset:
+    """``preset`` with the ``--epochs``, ``--cpus`` and ``--seed`` that a command was given (those it has)."""
+    given = {"epochs": getattr(args, "epochs", None) or None, "cpus_per_worker": getattr(args, "cpus", None) or None,
+             "seed": getattr(args, "seed", None)}  # fmt: skip
+    return dataclasses.replace(preset, **{k: v for k, v in given.items() if v is not None})
 
 
 def _evaluate(domain: Domain, preset: TrainPreset, args: argparse.Namespace) -> int:

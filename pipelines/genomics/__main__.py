@@ -21,7 +21,6 @@ config (another named model, another architecture, the registered name's tag).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 
@@ -94,8 +93,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
     preset = DOMAIN.presets[args.preset]
     if args.arch:
         preset = DOMAIN.pipeline_class(args.preset).adjusted(preset, arch=args.arch)
-    if args.seed is not None:
-        preset = dataclasses.replace(preset, seed=args.seed)
+    preset = cli.overridden(preset, args)
     started = time.time()
     rows = crossval(preset, args.data, args.folds)
     summary = []

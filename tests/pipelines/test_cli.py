@@ -3,11 +3,13 @@ overrides reach the preset that trains, and the run logs them."""
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from mlflow import MlflowClient
 
 from pipelines import genomics
+from pipelines.common import cli
 from pipelines.genomics.domain import DOMAIN
 
 
@@ -23,3 +25,12 @@ def test_seed_and_epochs_override_the_preset_and_are_logged(ray_cluster, capsys)
     assert "cli-seed" in registered
     params = MlflowClient().get_run(run_id).data.params
     assert (params["preset.seed"], params["preset.epochs"]) == ("3", "1")
+
+
+def test_a_command_without_epochs_or_cpus_overrides_only_the_seed():
+    """``crossval`` takes ``--seed`` alone: the preset's epochs and CPUs stay."""
+    base = DOMAIN.presets["tiny-splice"]
+    preset = cli.overridden(base, argparse.Namespace(seed=2))
+    assert (preset.seed, preset.epochs, preset.cpus_per_worker) == (2, base.epochs, base.cpus_per_worker) != (
+        base.seed, base.epochs, base.cpus_per_worker)  # fmt: skip
+    assert cli.overridden(base, argparse.Namespace(seed=None, epochs=None, cpus=None)) == base
