@@ -1,6 +1,7 @@
 """The command line every pipeline shares: ``python -m pipelines.<domain> <command> --preset <name>``.
 
-Commands: ``train`` (with ``--resume``, ``--workers``, ``--cpus``, ``--epochs``, ``--seed``, ``--data``), ``evaluate``
+Commands: ``train`` (with ``--resume``, ``--workers``, ``--cpus``, ``--epochs``, ``--seed``, ``--data``, and
+``--set key=value`` for any other preset field), ``evaluate``
 (a registered version or the champion, logged as its own MLflow run), ``presets`` (list them); a domain
 may add more. Bad input (a missing file, a malformed row, an unknown preset) ends in one line on stderr
 naming what was wrong and exit status 2, not a traceback.
@@ -9,8 +10,11 @@ naming what was wrong and exit status 2, not a traceback.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import difflib
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -24,6 +28,10 @@ Configure = Callable[[argparse.ArgumentParser], None]
 Command = Callable[[argparse.Namespace], int]
 Adjust = Callable[[Any, argparse.Namespace], Any]
 
+SET_HELP = (
+    "override any preset field, repeatable: --set lr=5e-4 --set model.dropout=0.2 (a dot reaches into the model's "
+    "config; a key that is not a field gets an error listing the fields; the run's MLflow params record them all)"
+)
 SEED_HELP = "override the preset's seed (initialisation and order; some presets draw generated data or a split from it)"
 
 # What a user's input can be wrong with: these end in one line, anything else is our bug (traceback).
@@ -88,6 +96,7 @@ def main(
         help="CPUs per Ray Train worker (also its torch threads, at least 1); default from the preset",
     )
     t.add_argument("--seed", type=int, help=SEED_HELP)
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     t.add_argument("--no-promote", action="store_true", help="register but never move the champion alias")
     e = command("evaluate", "evaluate a registered model version (default: the champion)")
     e.add_argument("--preset", required=True, choices=names, metavar="PRESET", help="one of the presets below")
@@ -159,10 +168,82 @@ def _run(domain: Domain, args: argparse.Namespace, extra: dict, train_options) -
 
 
 def overridden(preset: TrainPreset, args: argparse.Namespace) -> TrainPreset:
-    """``preset`` with the ``--epochs``, ``--cpus`` and ``--seed`` that a command was given (those it has)."""
+    """``preset`` with the ``--set``, ``--epochs``, ``--cpus`` and ``--seed`` that a command was given (those it
+    has; the named flags win over ``--set``)."""
+    for setting in getattr(args, "set", None) or []:
+        preset = with_setting(preset, setting)
     given = {"epochs": getattr(args, "epochs", None) or None, "cpus_per_worker": getattr(args, "cpus", None) or None,
              "seed": getattr(args, "seed", None)}  # fmt: skip
     return dataclasses.replace(preset, **{k: v for k, v in given.items() if v is not None})
+
+
+def with_setting(config: Any, setting: str) -> Any:
+    """``config`` (a dataclass) with one ``key=value`` (``model.dropout=0.2`` reaches into a nested one). The
+    value is read as the field's type (an int, a float, a bool, a string, ``none`` for an optional field); a
+    ValueError names the key and the rule otherwise."""
+    key, sep, raw = setting.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set {setting!r}: expected KEY=VALUE, e.g. lr=5e-4 or model.dropout=0.2")
+    return _set(config, key.split("."), raw, key)
+
+
+def _set(config: Any, path: list[str], raw: str, key: str) -> Any:
+    head, rest = path[0], path[1:]
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    if head not in fields:
+        near = difflib.get_close_matches(head, fields, n=3)
+        hint = f"did you mean {', '.join(near)}?" if near else f"its fields: {', '.join(fields)}"
+        raise ValueError(f"--set {key}: {type(config).__name__} has no field {head!r}; {hint}")
+    current = getattr(config, head)
+    if rest and not dataclasses.is_dataclass(current):
+        raise ValueError(f"--set {key}: {head!r} is a {type(current).__name__}, not a config with fields")
+    value = _set(current, rest, raw, key) if rest else _read(key, raw, current, str(fields[head].type))
+    return dataclasses.replace(config, **{head: value})
+
+
+def _read(key: str, raw: str, current: Any, annotation: str) -> Any:
+    """``raw`` as the field's type: the annotation's where it says float or ``current`` is None, else ``current``'s."""
+    optional = "None" in annotation
+    if optional and raw.lower() == "none":
+        return None
+    if current is None:
+        named = {"bool": False, "int": 0, "float": 0.0, "str": ""}
+        current = next((v for k, v in named.items() if annotation.startswith(k)), "")
+    if dataclasses.is_dataclass(current):
+        raise ValueError(f"--set {key}: a config; set its fields as {key}.FIELD=VALUE")
+    if isinstance(current, bool):
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"--set {key}={raw}: must be true or false")
+        return raw.lower() in ("true", "1")
+    kind = float if isinstance(current, float) or annotation.startswith("float") else type(current)
+    if kind in (int, float):
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value):
+            rule = "an integer" if kind is int else "a finite number"
+            raise ValueError(f"--set {key}={raw}: must be {rule}{' or none' if optional else ''}")
+        return value
+    if isinstance(current, str):
+        return raw
+    if isinstance(current, (list, tuple)):
+        return _read_sequence(key, raw, current)
+    raise ValueError(f"--set {key}: a {type(current).__name__} field cannot be set from the command line")
+
+
+def _read_sequence(key: str, raw: str, current: list | tuple) -> list | tuple:
+    """``128,64`` or ``[128, 64]`` as a list (tuple) whose items have the type of ``current``'s."""
+    rule = f"--set {key}={raw}: must be a comma-separated list"
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        raise ValueError(rule) from None
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    kinds = {type(v) for v in current} or {int, float, str}
+    if not all(type(v) in kinds or (float in kinds and type(v) is int) for v in items):
+        raise ValueError(f"{rule} of {' or '.join(sorted(k.__name__ for k in kinds))}")
+    return type(current)(items)
 
 
 def _evaluate(domain: Domain, preset: TrainPreset, args: argparse.Namespace) -> int:

@@ -83,6 +83,7 @@ def _configure_crossval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--arch", help="replace the preset's architecture (e.g. transformer)")
     parser.add_argument("--seed", type=int, help=cli.SEED_HELP)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=cli.SET_HELP)
 
 
 def _run_crossval(args: argparse.Namespace) -> int:
