@@ -11,6 +11,9 @@ GCS_PORT="${RAY_GCS_PORT:-6379}"
 MLFLOW_URI="http://127.0.0.1:$MLFLOW_PORT"
 RAY_API="http://127.0.0.1:$DASHBOARD_PORT"
 export RAY_AUTH_MODE=token  # Ray >= 2.59 enables token auth on local clusters; clients must opt in
+# Serve's controller kills a proxy that is not ready within this many seconds (Ray's default 5), and
+# `serve start` then fails on the killed proxy: a loaded 2-core machine starts one in more than 5 s.
+export RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S="${RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S:-30}"
 export PATH="$VENV/bin:$PATH"
 START="${UP_START:-$(date +%s)}"
 

@@ -57,6 +57,9 @@ def ray_cluster(suite_env):
     import ray
     from ray import serve
 
+    # as deploy/env.sh: Serve's 5 s proxy ready check fails serve.start on a loaded machine (seen in this
+    # fixture with two trainings on the two cores)
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
     # address="local": a fresh cluster of our own even if `make up` has one running on this machine
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = _free_port()
