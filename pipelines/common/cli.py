@@ -202,20 +202,18 @@ def _set(config: Any, path: list[str], raw: str, key: str) -> Any:
 
 
 def _read(key: str, raw: str, current: Any, annotation: str) -> Any:
-    """``raw`` as the field's type: the annotation's where it says float or ``current`` is None, else ``current``'s."""
+    """``raw`` as the field's type: the annotation's where it names a scalar (``float | None``), else
+    ``current``'s (a list, a nested config)."""
     optional = "None" in annotation
     if optional and raw.lower() == "none":
         return None
-    if current is None:
-        named = {"bool": False, "int": 0, "float": 0.0, "str": ""}
-        current = next((v for k, v in named.items() if annotation.startswith(k)), "")
+    kind = next((t for t in (bool, int, float, str) if annotation.startswith(t.__name__)), type(current))
     if dataclasses.is_dataclass(current):
         raise ValueError(f"--set {key}: a config; set its fields as {key}.FIELD=VALUE")
-    if isinstance(current, bool):
+    if kind is bool:
         if raw.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"--set {key}={raw}: must be true or false")
         return raw.lower() in ("true", "1")
-    kind = float if isinstance(current, float) or annotation.startswith("float") else type(current)
     if kind in (int, float):
         try:
             value = kind(raw)
@@ -225,11 +223,11 @@ def _read(key: str, raw: str, current: Any, annotation: str) -> Any:
             rule = "an integer" if kind is int else "a finite number"
             raise ValueError(f"--set {key}={raw}: must be {rule}{' or none' if optional else ''}")
         return value
-    if isinstance(current, str):
+    if kind is str:
         return raw
-    if isinstance(current, (list, tuple)):
+    if kind in (list, tuple):
         return _read_sequence(key, raw, current)
-    raise ValueError(f"--set {key}: a {type(current).__name__} field cannot be set from the command line")
+    raise ValueError(f"--set {key}: a {kind.__name__} field cannot be set from the command line")
 
 
 def _read_sequence(key: str, raw: str, current: list | tuple) -> list | tuple:
