@@ -8,6 +8,8 @@ adds best-epoch selection and early stopping on a validation score. The loop
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import math
 import typing
@@ -110,6 +112,9 @@ class Pipeline(ABC):
     def train_step(self, model: nn.Module, batch: Any) -> dict[str, Any]:
         """Forward one batch; return ``{"loss": tensor, **scalar metrics}``."""
 
+    def after_step(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Work after each optimizer step on every worker (a weight average)."""
+
     def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
         """Work after each epoch on every worker (validation, baseline updates); returns metrics."""
         return {}
@@ -197,23 +202,68 @@ class BestEpoch:
         self.best_state = state.get("best_state")
 
 
+class WeightAverage:
+    """An exponential moving average of the weights, folded in after every optimizer step. The decay warms
+    up as TensorFlow's ExponentialMovingAverage (``min(decay, (1 + n) / (10 + n))`` at update ``n``): without
+    it a decay of 0.999 still averages in the early weights when patience ends. Every worker holds the same
+    weights, hence the same average."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.state: dict[str, torch.Tensor] | None = None
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        weights = model.state_dict()
+        if self.state is None:
+            self.state = {k: v.detach().clone() for k, v in weights.items()}
+            return
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in weights.items():
+            if v.dtype.is_floating_point:
+                self.state[k].lerp_(v, 1.0 - decay)
+            else:
+                self.state[k].copy_(v)
+
+    @contextlib.contextmanager
+    def swapped_in(self, model: nn.Module):
+        """The averaged weights in ``model`` inside the block, training's own weights back after it."""
+        own = copy.deepcopy(model.state_dict())
+        model.load_state_dict(self.state)
+        try:
+            yield
+        finally:
+            model.load_state_dict(own)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.state, "ema_updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state, self.updates = state.get("ema"), state.get("ema_updates", 0)
+
+
 @dataclass
 class ValidatedPreset(TrainPreset):
     """The preset of a :class:`ValidatedPipeline`."""
 
     patience: int = 0  # epochs without a better validation score before stopping (0: never stop early)
+    ema: float = 0.0  # decay of a weight average (:class:`WeightAverage`) validated instead of the weights (0 = off)
 
 
 class ValidatedPipeline(Pipeline):
     """A pipeline validated after every epoch on data apart from its test set: the best epoch's weights are
     the ones evaluated and registered, and training stops after ``preset.patience`` epochs without a better
-    validation score. A domain says how to validate (:meth:`validate`); the rest is here."""
+    validation score. With ``preset.ema`` it is the weight average that is validated and kept, while training
+    goes on with its own weights. A domain says how to validate (:meth:`validate`); the rest is here."""
 
     preset: ValidatedPreset
 
     def __init__(self, preset: ValidatedPreset, data: str | None = None):
         super().__init__(preset, data)
         self.best = BestEpoch(preset.patience)
+        self.average = WeightAverage(preset.ema) if preset.ema else None
 
     @abstractmethod
     def validate(self, model: nn.Module) -> tuple[dict[str, float], float]:
@@ -225,7 +275,17 @@ class ValidatedPipeline(Pipeline):
         :class:`BestEpoch`) when it scores higher: by default it may."""
         return True
 
+    def after_step(self, model: nn.Module) -> None:
+        if self.average is not None:
+            self.average.update(model)
+
     def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        if self.average is None or self.average.state is None:
+            return self._validate_epoch(model, epoch)
+        with self.average.swapped_in(model):
+            return self._validate_epoch(model, epoch)
+
+    def _validate_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
         metrics, score = self.validate(model)
         self.best.update(score, epoch, model, self.clears_candidate())
         return {**{f"val/{k}": v for k, v in metrics.items()}, "val/best_epoch": float(self.best.best_epoch)}
@@ -234,11 +294,13 @@ class ValidatedPipeline(Pipeline):
         return self.best.should_stop()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best.state_dict()}
+        return {"best": self.best.state_dict(), **(self.average.state_dict() if self.average else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # checkpoints written before this class kept the best epoch's fields at the top level
         self.best.load_state_dict(state.get("best", state))
+        if self.average is not None:
+            self.average.load_state_dict(state)
 
     def finalize(self, model: nn.Module) -> None:
         self.best.restore(model)

@@ -152,6 +152,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 nn.utils.clip_grad_norm_(model.parameters(), preset.grad_clip)
             optimizer.step()
             scheduler.step()
+            pipeline.after_step(model)
             global_step += 1
             losses.append(float(loss.detach()))
             for key, value in out.items():

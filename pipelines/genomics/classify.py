@@ -311,7 +311,7 @@ class ClassifyPipeline(GenomicsPipeline):
     def train_batches(self, epoch: int, rank: int, world_size: int) -> Iterator[tuple[list[str], torch.Tensor]]:
         return example_batches(self, self.train, epoch, rank, world_size, base_dropout=self.preset.base_dropout)
 
-    def batch_loss(self, model: GenomicsModel, batch: tuple[list[str], torch.Tensor]) -> dict[str, Any]:
+    def train_step(self, model: GenomicsModel, batch: tuple[list[str], torch.Tensor]) -> dict[str, Any]:
         chunks, targets = batch
         ids, mask = model.tokenizer.batch(chunks, add_special=model.config.arch == "beacon")
         logits = model(ids, mask)

@@ -1,11 +1,10 @@
 """What the four genomics pipelines share: the preset fields every task has (the model's own config nested,
-a registered model to start from, a weight average), identity and model building, validating the weight
-average when there is one, batches of labelled sequences, and training in-process on the harness's loop
-(best-epoch selection comes from :class:`ValidatedPipeline`)."""
+a registered model to start from), identity and model building, batches of labelled sequences, and
+training in-process on the harness's loop (best-epoch selection and the weight average come from
+:class:`ValidatedPipeline`)."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import tempfile
 from abc import abstractmethod
@@ -39,9 +38,6 @@ class GenomicsPreset(ValidatedPreset):
 
     model: GenomicsConfig = field(default_factory=lambda: model_preset("tiny-1k"))
     init: str = ""  # registered model whose backbone starts fine-tuning ("" = from scratch)
-    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and kept (0 = off)
-    # the decay warms up as TensorFlow's ExponentialMovingAverage (min(ema, (1 + n) / (10 + n)) at update n):
-    # without it a decay of 0.999 still averages in the random initial weights when patience ends
 
 
 class GenomicsPipeline(ValidatedPipeline):
@@ -56,8 +52,6 @@ class GenomicsPipeline(ValidatedPipeline):
 
     def __init__(self, preset: GenomicsPreset, data: str | None = None):
         super().__init__(preset, data)
-        self.ema: dict[str, torch.Tensor] | None = None
-        self.ema_updates = 0
         self.load_data()
 
     @classmethod
@@ -129,51 +123,6 @@ class GenomicsPipeline(ValidatedPipeline):
     @abstractmethod
     def load_data(self) -> None:
         """Read and split this task's data (``self.data`` or the shipped default)."""
-
-    @abstractmethod
-    def batch_loss(self, model: GenomicsModel, batch: Any) -> dict[str, Any]:
-        """``{"loss": tensor, **scalar metrics}`` of one batch."""
-
-    # ------------------------------------------------------------------------------------- training
-    def train_step(self, model: nn.Module, batch: Any) -> dict[str, Any]:
-        if self.preset.ema:
-            self._update_ema(model)
-        return self.batch_loss(model, batch)
-
-    def end_epoch(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        if self.ema is None:
-            return super().end_epoch(model, epoch)
-        self._update_ema(model)  # validate (and keep, when best) the averaged weights
-        current = copy.deepcopy(model.state_dict())
-        model.load_state_dict(self.ema)
-        try:
-            return super().end_epoch(model, epoch)
-        finally:
-            model.load_state_dict(current)
-
-    @torch.no_grad()
-    def _update_ema(self, model: nn.Module) -> None:
-        """Fold the weights of the last optimizer step into the average (called before each step's forward,
-        so it trails the model by one step; every worker holds the same weights, hence the same average)."""
-        state = model.state_dict()
-        if self.ema is None:
-            self.ema = {k: v.detach().clone() for k, v in state.items()}
-            return
-        self.ema_updates += 1
-        decay = min(self.preset.ema, (1 + self.ema_updates) / (10 + self.ema_updates))
-        for k, v in state.items():
-            if v.dtype.is_floating_point:
-                self.ema[k].lerp_(v, 1.0 - decay)
-            else:
-                self.ema[k].copy_(v)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "ema": self.ema, "ema_updates": self.ema_updates}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.ema = state.get("ema")
-        self.ema_updates = state.get("ema_updates", 0)
 
 
 def example_batches(pipeline: GenomicsPipeline, examples: list[Example], epoch: int, rank: int, world_size: int,

@@ -122,7 +122,7 @@ class LMPipeline(GenomicsPipeline):
             out.append(window)
         return out
 
-    def batch_loss(self, model: GenomicsModel, batch: tuple[list[str], None]) -> dict[str, Any]:
+    def train_step(self, model: GenomicsModel, batch: tuple[list[str], None]) -> dict[str, Any]:
         ids, mask = model.tokenizer.batch(batch[0], add_special=False)
         return {"loss": model.lm_loss(ids, mask)}
 

@@ -67,7 +67,7 @@ class MLMPipeline(GenomicsPipeline):
     def train_batches(self, epoch: int, rank: int, world_size: int) -> Iterator[tuple[list[str], torch.Tensor]]:
         return example_batches(self, self.train, epoch, rank, world_size)
 
-    def batch_loss(self, model: GenomicsModel, batch: tuple[list[str], torch.Tensor]) -> dict[str, Any]:
+    def train_step(self, model: GenomicsModel, batch: tuple[list[str], torch.Tensor]) -> dict[str, Any]:
         tok = model.tokenizer
         ids, mask = tok.batch(batch[0])
         inputs, labels = mask_tokens(ids, mask, tok, probability=self.preset.mask_probability)

@@ -117,7 +117,7 @@ class TaggingPipeline(GenomicsPipeline):
                 tags = [t[::-1].copy() if f else t for t, f in zip(tags, flip)]
             yield chunks, torch.from_numpy(np.stack(tags))
 
-    def batch_loss(self, model: GenomicsModel, batch: tuple[list[str], torch.Tensor]) -> dict[str, Any]:
+    def train_step(self, model: GenomicsModel, batch: tuple[list[str], torch.Tensor]) -> dict[str, Any]:
         chunks, targets = batch
         ids, mask = model.tokenizer.batch(chunks, add_special=False)
         logits = model(ids, mask)

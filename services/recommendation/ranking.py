@@ -25,6 +25,7 @@ from torch import Tensor, nn
 import shared_attention as sa
 
 KINDS = ("hiformer", "hetero", "autoint", "mlp", "dcnv2")
+NORMS = ("post", "pre")
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,14 @@ class CTRConfig:
     mlp: list[int] = field(default_factory=lambda: [64, 32])
     cross_layers: int = 3
     dropout: float = 0.0
+    norm: str = "post"  # token layers: "post" (LayerNorm after each residual) or "pre" (before each sublayer)
     schema: dict = field(default_factory=dict)  # the feature schema, for serving
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
 
     @property
     def num_tokens(self) -> int:
@@ -97,6 +101,7 @@ class TokenLayer(nn.Module):
         else:
             self.attention = sa.SoftmaxAttention(cfg.dim, cfg.heads, head_dim=cfg.head_dim)
         self.shared = cfg.kind == "autoint"
+        self.pre = cfg.norm == "pre"
         self.norm1 = nn.LayerNorm(cfg.dim)
         self.ff = nn.Sequential(nn.Linear(cfg.dim, 4 * cfg.dim), nn.GELU(), nn.Linear(4 * cfg.dim, cfg.dim))
         self.norm2 = nn.LayerNorm(cfg.dim)
@@ -104,15 +109,18 @@ class TokenLayer(nn.Module):
 
     def forward(self, x: Tensor, query_tokens: list[int] | None = None) -> Tensor:
         """``query_tokens``: compute outputs only for these tokens (last-layer pruning)."""
-        if self.shared:
-            out = self.attention(x)
-            if query_tokens is not None:
-                out = out[:, query_tokens]
-        else:
-            out = self.attention(x, query_tokens=query_tokens)
         residual = x if query_tokens is None else x[:, query_tokens]
-        h = self.norm1(residual + self.dropout(out))
+        if self.pre:
+            h = residual + self.dropout(self._attend(self.norm1(x), query_tokens))
+            return h + self.dropout(self.ff(self.norm2(h)))
+        h = self.norm1(residual + self.dropout(self._attend(x, query_tokens)))
         return self.norm2(h + self.dropout(self.ff(h)))
+
+    def _attend(self, x: Tensor, query_tokens: list[int] | None) -> Tensor:
+        if not self.shared:
+            return self.attention(x, query_tokens=query_tokens)
+        out = self.attention(x)
+        return out if query_tokens is None else out[:, query_tokens]
 
 
 class TokenCTR(nn.Module):
@@ -124,6 +132,7 @@ class TokenCTR(nn.Module):
         self.features = FeatureTokens(cfg)
         self.task = nn.Parameter(torch.randn(cfg.task_tokens, cfg.dim) * 0.05)
         self.layers = nn.ModuleList(TokenLayer(cfg) for _ in range(cfg.layers))
+        self.final_norm = nn.LayerNorm(cfg.dim) if cfg.norm == "pre" else nn.Identity()
         self.head = nn.Sequential(_mlp([cfg.task_tokens * cfg.dim, *cfg.mlp], cfg.dropout), nn.Linear(cfg.mlp[-1], 1))
         self.prune = False
 
@@ -135,7 +144,7 @@ class TokenCTR(nn.Module):
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
             x = layer(x, query_tokens=task if (last and self.prune) else None)
-        return self.head(x[:, : self.config.task_tokens].flatten(1)).squeeze(-1)
+        return self.head(self.final_norm(x[:, : self.config.task_tokens]).flatten(1)).squeeze(-1)
 
     @torch.no_grad()
     def for_serving(self, rank: int | None = None) -> TokenCTR:

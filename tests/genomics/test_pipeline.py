@@ -324,9 +324,10 @@ def test_the_weight_average_is_validated_and_kept_while_training_goes_on_with_it
     torch.manual_seed(0)
     model, other = pipeline.build_model(), pipeline.build_model()
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    pipeline._update_ema(model)  # the average starts at these weights ...
+    pipeline.after_step(model)  # the average starts at these weights ...
     model.load_state_dict(other.state_dict())
-    metrics = pipeline.end_epoch(model, 0)  # ... and folds in the new ones at the warmed-up decay 2/11, not 0.5
+    pipeline.after_step(model)  # ... and folds in the next step's at the warmed-up decay 2/11, not 0.5
+    metrics = pipeline.end_epoch(model, 0)
     assert metrics["val/best_epoch"] == 0 and "val/accuracy" in metrics
     assert all(torch.equal(model.state_dict()[k], v) for k, v in other.state_dict().items())  # training's own
     final = pipeline.build_model()

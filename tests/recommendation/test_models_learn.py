@@ -151,3 +151,16 @@ def test_click_pipelines_choose_their_epoch_on_rows_apart_from_the_test_rows():
     criteo = ClickPipeline(ClickPipeline.presets["ctr-criteo"], data=str(DATA / "criteo_sample.txt"))
     sizes = [len(t[0]) for t in (criteo.train_tensors, criteo.valid_tensors, criteo.test_tensors)]
     assert sizes == [28, 3, 8]  # 39 rows
+
+
+@pytest.mark.parametrize("norm", ranking.NORMS)
+def test_pruning_the_last_layer_keeps_the_scores_in_either_norm_placement(norm):
+    torch.manual_seed(SEED)
+    data = ctr.synthetic_ctr(64, seed=3)
+    model = ranking.build_model({"kind": "hiformer", "cardinalities": data.cardinalities, "num_dense": 2,
+                                 "norm": norm}).eval()  # fmt: skip
+    with torch.no_grad():
+        full, pruned = model(data.categorical, data.dense), model.for_serving()(data.categorical, data.dense)
+    assert torch.allclose(pruned, full, atol=1e-5)
+    with pytest.raises(ValueError, match=r"norm must be one of \('post', 'pre'\), got 'mid'"):
+        ranking.CTRConfig(norm="mid")
