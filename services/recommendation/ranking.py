@@ -2,7 +2,9 @@
 
 Every categorical field becomes a token (its embedding), the dense fields together one more token, and
 ``task_tokens`` learned tokens are prepended (CLS-like); the prediction is an MLP on the task tokens'
-outputs after the last layer. The attention layer differs:
+outputs after the last layer. Token layers are post-norm (a LayerNorm after each residual) or, with
+``norm="pre"``, pre-norm (one before each sublayer and one on the task tokens' outputs). The attention
+layer differs:
 
 * ``hiformer``: the core's Hiformer attention (composite projections of all tokens), optionally
   low-rank; the last layer can be pruned to the task tokens for serving (queries, attention and the
