@@ -98,7 +98,8 @@ PRESETS: dict[str, ClassifyPreset] = {p.name: p for p in (
                    patience=10),
     # the post-norm encoder fell to chance at epoch 2 from the masked-LM backbone with 200 warm-up steps; with
     # 1,000 it reaches 82.23% over 60 epochs (30: 76.46%; lr 5e-4: 79.38%), and 85.58% over 90 epochs with
-    # dropout 0.1 in the backbone and weight decay 0.1 (best epoch 88; docs/genomics.md)
+    # each training base masked to N with probability 0.1 (base_dropout) and weight decay 0.1 (best epoch 88;
+    # docs/genomics.md)
     ClassifyPreset(name="nrc", about="nRC ncRNA families with BEACON-B (small); needs --data", source="nrc",
                    model=model_preset("beacon-small", task="nrc", dropout=0.1), epochs=90, batch_size=32, lr=1e-3,
                    weight_decay=0.1, warmup_steps=1000, patience=15, base_dropout=0.1, workers=1,
