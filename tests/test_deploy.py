@@ -95,3 +95,17 @@ def test_cluster_launcher_config_and_up_script_entrypoints():
         if line.strip().startswith(('"pointer-', '"recommend-', '"vision-', '"genomics-')):
             _, module, preset = line.strip().strip('"').split()
             _entrypoint_exists(f"python -m {module} train --preset {preset}")
+
+
+def test_every_serve_cluster_waits_for_proxies_as_make_up_does():
+    """deploy/env.sh raises Serve's 5 s proxy ready check; the cluster definitions set the same value."""
+    (line,) = [x for x in (DEPLOY / "env.sh").read_text().splitlines() if "PROXY_READY_CHECK_TIMEOUT_S=" in x]
+    value = line.split(":-")[1].split("}")[0]
+    cluster = yaml.safe_load((DEPLOY / "kuberay" / "rayservice.yaml").read_text())["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        (container,) = group["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        assert env.get("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S") == value, container["name"]
+    spec = yaml.safe_load((DEPLOY / "cluster.yaml").read_text())
+    (head,) = [c for c in spec["head_start_ray_commands"] if "ray start" in c]
+    assert f"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S={value} " in head
