@@ -12,10 +12,19 @@ if [ -f "$RUN/ray.tmpdir" ]; then
   "$VENV/bin/python" - "$(cat "$RUN/ray.tmpdir")" <<'PY'
 import os, sys, psutil
 tag = sys.argv[1]
-procs = [
+roots = [
     p for p in psutil.process_iter(["cmdline"])
     if p.pid != os.getpid() and any(tag in part for part in p.info["cmdline"] or [])
 ]
+# and their children: the raylet's agents rename themselves (ray::DashboardAgent, ray::RuntimeEnvAgent),
+# so the temp dir is not in their command lines, and they outlive a killed raylet
+procs = {p.pid: p for p in roots}
+for root in roots:
+    try:
+        procs.update((c.pid, c) for c in root.children(recursive=True))
+    except psutil.NoSuchProcess:
+        pass
+procs = list(procs.values())
 for p in procs:
     try:
         p.terminate()
